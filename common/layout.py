@@ -1,0 +1,76 @@
+"""Where a job's objects live (the contract's bucket layout).
+
+Staging bucket::
+
+    jobs/<job_id>/job.json           the manifest; its finalize event starts a render
+    jobs/<job_id>/images/... audio/  the assets the manifest names
+    jobs/<job_id>/segments/          finished video segments (a resumed render reuses them)
+    jobs/<job_id>/progress.json      the worker's heartbeat: frames done of total
+    state/<job_id>.json              the job's state machine (functions/state.py)
+
+Output bucket::
+
+    renders/<job_id>/video.mp4       the result; its finalize event resumes the main pipeline
+    renders/<job_id>/render.json     what was rendered, where, how fast, at what cost
+"""
+
+from __future__ import annotations
+
+import re
+
+JOB_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+
+JOBS_PREFIX = "jobs/"
+RENDERS_PREFIX = "renders/"
+STATE_PREFIX = "state/"
+
+_MANIFEST_OBJECT = re.compile(r"^jobs/([^/]+)/job\.json$")
+_VIDEO_OBJECT = re.compile(r"^renders/([^/]+)/video\.mp4$")
+
+
+def job_prefix(job_id: str) -> str:
+    return f"{JOBS_PREFIX}{job_id}/"
+
+
+def manifest_object(job_id: str) -> str:
+    return f"{job_prefix(job_id)}job.json"
+
+
+def asset_object(job_id: str, relative_path: str) -> str:
+    return f"{job_prefix(job_id)}{relative_path}"
+
+
+def segments_prefix(job_id: str) -> str:
+    return f"{job_prefix(job_id)}segments/"
+
+
+def progress_object(job_id: str) -> str:
+    return f"{job_prefix(job_id)}progress.json"
+
+
+def state_object(job_id: str) -> str:
+    return f"{STATE_PREFIX}{job_id}.json"
+
+
+def video_object(job_id: str) -> str:
+    return f"{RENDERS_PREFIX}{job_id}/video.mp4"
+
+
+def render_report_object(job_id: str) -> str:
+    return f"{RENDERS_PREFIX}{job_id}/render.json"
+
+
+def job_id_of_manifest_object(name: str) -> str | None:
+    """``jobs/<id>/job.json`` -> ``<id>``; anything else -> None."""
+    match = _MANIFEST_OBJECT.match(name)
+    return match.group(1) if match else None
+
+
+def job_id_of_video_object(name: str) -> str | None:
+    """``renders/<id>/video.mp4`` -> ``<id>``; anything else -> None."""
+    match = _VIDEO_OBJECT.match(name)
+    return match.group(1) if match else None
+
+
+def is_valid_job_id(job_id: object) -> bool:
+    return isinstance(job_id, str) and bool(JOB_ID_PATTERN.match(job_id))

@@ -1,0 +1,61 @@
+"""Google Cloud clients, made once per process and shared (as Cloud Functions advise).
+
+Endpoints come from the config; the official clients are used everywhere, so
+the same calls go to Google or to the local cloud.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import aiplatform_v1, compute_v1, pubsub_v1, storage
+
+from functions.config import Config, load_config
+
+
+@functools.lru_cache(maxsize=1)
+def config() -> Config:
+    return load_config()
+
+
+def _credentials(cfg: Config) -> AnonymousCredentials | None:
+    return AnonymousCredentials() if cfg.anonymous_credentials else None
+
+
+@functools.lru_cache(maxsize=1)
+def storage_client() -> storage.Client:
+    return storage.Client(project=config().project)
+
+
+@functools.lru_cache(maxsize=1)
+def publisher() -> pubsub_v1.PublisherClient:
+    return pubsub_v1.PublisherClient()
+
+
+@functools.lru_cache(maxsize=1)
+def instances_client() -> compute_v1.InstancesClient:
+    cfg = config()
+    options = ClientOptions(api_endpoint=cfg.compute_endpoint) if cfg.compute_endpoint else None
+    return compute_v1.InstancesClient(credentials=_credentials(cfg), client_options=options)
+
+
+@functools.lru_cache(maxsize=1)
+def job_client() -> aiplatform_v1.JobServiceClient:
+    cfg = config()
+    endpoint = cfg.vertex_endpoint or f"{cfg.region}-aiplatform.googleapis.com"
+    return aiplatform_v1.JobServiceClient(
+        credentials=_credentials(cfg),
+        client_options=ClientOptions(api_endpoint=endpoint),
+        transport="rest",
+    )
+
+
+def publish(topic_id: str, payload: dict[str, Any], **attributes: str) -> str:
+    """Publish one JSON message and wait until Pub/Sub has it (returns its id)."""
+    topic = publisher().topic_path(config().project, topic_id)
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    return publisher().publish(topic, data, **attributes).result(timeout=60)

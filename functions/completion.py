@@ -1,0 +1,96 @@
+"""The video arrived: complete the job once, clean up, resume the main pipeline.
+
+Triggered by the output bucket's finalize notification for
+``renders/<job_id>/video.mp4``. Whoever rendered it (Vertex AI or our VM),
+the job is marked succeeded once, the fallback VM is deleted if it is still up,
+a primary still running (a hedge that lost) is cancelled, and
+``render-completed`` is published: the main pipeline's resume signal.
+"""
+
+from __future__ import annotations
+
+import json
+
+from google.api_core.exceptions import GoogleAPICallError, NotFound
+
+from common import layout
+from common.logs import get_logger
+from functions import clients
+from functions.jobs import store
+from functions.state import JobState, Status
+
+log = get_logger("completion")
+
+
+def complete_from_output(object_name: str, generation: str | None = None) -> JobState | None:
+    job_id = layout.job_id_of_video_object(object_name)
+    if job_id is None:
+        return None  # render.json or anything else in renders/: not the signal
+    cfg = clients.config()
+    report = _render_report(cfg.output_bucket, job_id)
+    video_uri = f"gs://{cfg.output_bucket}/{object_name}"
+
+    def succeed(state: JobState | None) -> JobState | None:
+        if state is None or state.status is Status.SUCCEEDED:
+            return None
+        # A video beats an earlier verdict: if a watchdog gave up on a job
+        # whose VM then delivered, the user still gets the video.
+        state.error = None
+        state.result = {"video": video_uri, "generation": generation, **report}
+        state.move_to(Status.SUCCEEDED, f"video delivered by {report.get('rendered_by', 'a renderer')}", video=video_uri)
+        return state
+
+    state, changed = store().update(job_id, succeed)
+    if state is None:
+        log.warning("video for an unknown job", job_id=job_id, video=video_uri)
+        return None
+    if changed:
+        log.info("job succeeded", job_id=job_id, video=video_uri, rendered_by=report.get("rendered_by"))
+    _clean_up(state)
+    if not state.completion_published:
+        clients.publish(
+            cfg.topic_completed,
+            {"job_id": job_id, "status": "succeeded", "video": video_uri, "rendered_by": report.get("rendered_by")},
+            job_id=job_id,
+        )
+        state, _ = store().update(job_id, _mark_published)
+    return state
+
+
+def _mark_published(state: JobState | None) -> JobState | None:
+    if state is None or state.completion_published:
+        return None
+    state.completion_published = True
+    return state
+
+
+def _render_report(bucket: str, job_id: str) -> dict:
+    """``render.json`` if the renderer left it (it is written right after the video)."""
+    try:
+        raw = clients.storage_client().bucket(bucket).blob(layout.render_report_object(job_id)).download_as_bytes()
+        return json.loads(raw)
+    except (NotFound, ValueError):
+        return {}
+
+
+def _clean_up(state: JobState) -> None:
+    """Delete the fallback VM and cancel a still-running primary; both may be gone already."""
+    cfg = clients.config()
+    instance, zone = state.fallback.get("instance"), state.fallback.get("zone")
+    if instance and zone:
+        try:
+            clients.instances_client().delete(project=cfg.project, zone=zone, instance=instance)
+            log.info("fallback VM deleted", job_id=state.job_id, instance=instance)
+        except NotFound:
+            pass  # it deleted itself, as it should
+        except GoogleAPICallError as err:
+            log.warning("could not delete the fallback VM; the watchdog's reaper will", job_id=state.job_id, error=str(err))
+    custom_job = state.primary.get("custom_job")
+    if custom_job and state.result.get("rendered_by") != "vertex":
+        try:
+            vertex_job = clients.job_client().get_custom_job(name=custom_job)
+            if vertex_job.state.name in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+                clients.job_client().cancel_custom_job(name=custom_job)
+                log.info("primary cancelled: the fallback won", job_id=state.job_id, custom_job=custom_job)
+        except NotFound:
+            pass

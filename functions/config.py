@@ -1,0 +1,87 @@
+"""Configuration, from environment variables with documented defaults.
+
+Only endpoints differ between the local cloud and Google Cloud: the Pub/Sub and
+Storage clients read ``PUBSUB_EMULATOR_HOST`` / ``STORAGE_EMULATOR_HOST``
+themselves, and Compute Engine / Vertex AI take ``COMPUTE_API_ENDPOINT`` /
+``VERTEX_API_ENDPOINT``. There is no "local mode".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class Config:
+    project: str
+    region: str
+    staging_bucket: str
+    output_bucket: str
+    # Pub/Sub topic ids (infra/topology.yaml).
+    topic_primary: str = "render-primary"
+    topic_fallback: str = "render-fallback"
+    topic_completed: str = "render-completed"
+    topic_failed: str = "render-failed"
+    # Endpoints: None means Google's.
+    compute_endpoint: str | None = None
+    vertex_endpoint: str | None = None
+    anonymous_credentials: bool = False
+    # The primary renderer (Vertex AI custom job).
+    vertex_machine_type: str = "n1-standard-8"
+    vertex_accelerator: str = "NVIDIA_TESLA_T4"
+    vertex_timeout_s: int = 3600
+    worker_image: str = "us-docker.pkg.dev/fast-render/render/worker:latest"
+    # What runs the worker: inside the Vertex container, and on the fallback VM
+    # (the startup script runs this command line; see render_vm/startup.sh).
+    vertex_worker_command: tuple[str, ...] = ("python", "-m", "render_vm", "worker")
+    vm_worker_command: str = ""
+    vm_image: str = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11"
+    vm_service_account: str = "default"
+    vm_network: str = "global/networks/default"
+    vm_max_run_s: int = 4 * 3600
+
+    @property
+    def vertex_parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
+
+
+def load_config() -> Config:
+    """Read the environment once (module level in each function instance)."""
+    project = _env("GOOGLE_CLOUD_PROJECT", "fast-render-local")
+    region = _env("REGION", "us-central1")
+    image = _env("WORKER_IMAGE", "us-docker.pkg.dev/%s/render/worker:latest" % project)
+    return Config(
+        project=project,
+        region=region,
+        staging_bucket=_env("STAGING_BUCKET", f"{project}-staging"),
+        output_bucket=_env("OUTPUT_BUCKET", f"{project}-output"),
+        compute_endpoint=os.environ.get("COMPUTE_API_ENDPOINT") or None,
+        vertex_endpoint=os.environ.get("VERTEX_API_ENDPOINT") or None,
+        anonymous_credentials=_env("API_CREDENTIALS", "default") == "anonymous",
+        vertex_machine_type=_env("VERTEX_MACHINE_TYPE", "n1-standard-8"),
+        vertex_accelerator=_env("VERTEX_ACCELERATOR", "NVIDIA_TESLA_T4"),
+        vertex_timeout_s=int(_float("VERTEX_TIMEOUT_S", 3600)),
+        worker_image=image,
+        vertex_worker_command=tuple(_env("VERTEX_WORKER_COMMAND", "python -m render_vm worker").split()),
+        # The default pulls the worker's container on a Deep Learning VM image
+        # (Docker and the NVIDIA driver preinstalled) and runs it with the GPU.
+        vm_worker_command=_env(
+            "VM_WORKER_COMMAND",
+            f"docker run --rm --gpus all --network host {image} python -m render_vm worker",
+        ),
+        vm_image=_env("VM_IMAGE", "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11"),
+        vm_service_account=_env("VM_SERVICE_ACCOUNT", "default"),
+        vm_network=_env("VM_NETWORK", "global/networks/default"),
+        vm_max_run_s=int(_float("VM_MAX_RUN_S", 4 * 3600)),
+    )

@@ -1,0 +1,80 @@
+"""Cloud Function entry points: unpack the CloudEvent, call one plain function.
+
+Every trigger is a Pub/Sub push (``google.cloud.pubsub.topic.v1.messagePublished``):
+job messages, GCS notifications (their attributes carry ``bucketId``,
+``objectId``, ``eventType``), Vertex job-state log entries and the watchdog's
+tick. A handler that raises makes Pub/Sub deliver the message again (with
+backoff), which is the right answer to a transient error; a permanent problem
+(invalid input) is recorded on the job instead and the handler returns normally.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from common.logs import get_logger
+from functions import completion, fallback, intake, primary, vertex_events, watchdog
+
+log = get_logger("handlers")
+
+
+def _message(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
+    """The Pub/Sub message's data and attributes."""
+    message: dict[str, Any] = (event.data or {}).get("message", {})
+    data = base64.b64decode(message.get("data", "") or b"")
+    return data, message.get("attributes") or {}
+
+
+def _job_id(data: bytes, attributes: dict[str, str]) -> str:
+    """Internal topics carry the job id as an attribute (and in the JSON body)."""
+    return attributes.get("job_id") or json.loads(data)["job_id"]
+
+
+def _is_finalize(attributes: dict[str, str]) -> bool:
+    return attributes.get("eventType", "OBJECT_FINALIZE") == "OBJECT_FINALIZE"
+
+
+@functions_framework.cloud_event
+def intake_job_message(event: CloudEvent) -> None:
+    data, _ = _message(event)
+    intake.accept_job_message(data)
+
+
+@functions_framework.cloud_event
+def intake_staged_manifest(event: CloudEvent) -> None:
+    _, attributes = _message(event)
+    if _is_finalize(attributes):
+        intake.accept_staged_manifest(attributes["objectId"])
+
+
+@functions_framework.cloud_event
+def submit_primary(event: CloudEvent) -> None:
+    primary.submit_primary(_job_id(*_message(event)))
+
+
+@functions_framework.cloud_event
+def on_vertex_event(event: CloudEvent) -> None:
+    data, _ = _message(event)
+    vertex_events.handle_vertex_event(data)
+
+
+@functions_framework.cloud_event
+def launch_fallback(event: CloudEvent) -> None:
+    fallback.launch_fallback(_job_id(*_message(event)))
+
+
+@functions_framework.cloud_event
+def on_output_finalized(event: CloudEvent) -> None:
+    _, attributes = _message(event)
+    if _is_finalize(attributes):
+        completion.complete_from_output(attributes["objectId"], attributes.get("objectGeneration"))
+
+
+@functions_framework.cloud_event
+def watchdog_tick(event: CloudEvent) -> None:
+    watchdog.run_watchdog()

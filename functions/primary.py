@@ -1,0 +1,101 @@
+"""The primary renderer: submit the job to Vertex AI as a custom job on a GPU.
+
+Vertex's ``CreateCustomJob`` takes no request id, so duplicates are kept out by
+the job's state: a delivery first claims the job (``RECEIVED`` ->
+``PRIMARY_SUBMITTING``), and only the claimant creates the Vertex job, labelled
+with our job id. A claimant that crashed is detected by its claim's age; its
+successor looks the Vertex job up by label before creating one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from google.cloud import aiplatform_v1
+from google.protobuf import duration_pb2
+
+from common.logs import get_logger
+from functions import clients
+from functions.config import Config
+from functions.jobs import store
+from functions.state import JobState, Status
+
+log = get_logger("primary")
+
+JOB_LABEL = "fast-render-job"
+CLAIM_TIMEOUT_S = 120.0
+
+
+class ClaimHeld(RuntimeError):
+    """Another delivery is submitting this job right now; retry later."""
+
+
+def submit_primary(job_id: str) -> JobState | None:
+    token = uuid.uuid4().hex
+    now = time.time()
+
+    def claim(state: JobState | None) -> JobState | None:
+        if state is None or state.status not in (Status.RECEIVED, Status.PRIMARY_SUBMITTING):
+            return None
+        if state.status is Status.PRIMARY_SUBMITTING and now - state.primary.get("claimed_at", 0) < CLAIM_TIMEOUT_S:
+            return None
+        state.primary.update(claim=token, claimed_at=now)
+        state.move_to(Status.PRIMARY_SUBMITTING, "submitting to Vertex AI")
+        return state
+
+    state, claimed = store().update(job_id, claim)
+    if state is None:
+        log.warning("primary: unknown job", job_id=job_id)
+        return None
+    if not claimed:
+        if state.status is Status.PRIMARY_SUBMITTING:
+            raise ClaimHeld(f"{job_id}: another delivery is submitting it")  # redelivered later
+        return state  # already submitted or beyond: a duplicate
+
+    cfg = clients.config()
+    vertex_job = _find_existing(cfg, job_id) or clients.job_client().create_custom_job(
+        parent=cfg.vertex_parent, custom_job=build_custom_job(cfg, job_id)
+    )
+
+    def submitted(state: JobState | None) -> JobState | None:
+        if state is None or state.status is not Status.PRIMARY_SUBMITTING or state.primary.get("claim") != token:
+            return None
+        state.primary.update(custom_job=vertex_job.name, machine_type=cfg.vertex_machine_type, accelerator=cfg.vertex_accelerator)
+        state.move_to(Status.PRIMARY_SUBMITTED, "Vertex AI custom job created", custom_job=vertex_job.name)
+        return state
+
+    state, _ = store().update(job_id, submitted)
+    log.info("primary submitted", job_id=job_id, custom_job=vertex_job.name)
+    return state
+
+
+def build_custom_job(cfg: Config, job_id: str) -> aiplatform_v1.CustomJob:
+    """One replica of the render container on one GPU, with the 1-hour limit."""
+    container = aiplatform_v1.ContainerSpec(
+        image_uri=cfg.worker_image,
+        command=list(cfg.vertex_worker_command),
+        args=["--job-id", job_id, "--staging-bucket", cfg.staging_bucket, "--output-bucket", cfg.output_bucket, "--rendered-by", "vertex"],
+    )
+    machine = aiplatform_v1.MachineSpec(
+        machine_type=cfg.vertex_machine_type,
+        accelerator_type=aiplatform_v1.AcceleratorType[cfg.vertex_accelerator],
+        accelerator_count=1,
+    )
+    return aiplatform_v1.CustomJob(
+        display_name=f"fast-render-{job_id}",
+        labels={JOB_LABEL: job_id},
+        job_spec=aiplatform_v1.CustomJobSpec(
+            worker_pool_specs=[aiplatform_v1.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container)],
+            scheduling=aiplatform_v1.Scheduling(timeout=duration_pb2.Duration(seconds=cfg.vertex_timeout_s)),
+        ),
+    )
+
+
+def _find_existing(cfg: Config, job_id: str) -> aiplatform_v1.CustomJob | None:
+    """The Vertex job a crashed claimant may have created already."""
+    request = aiplatform_v1.ListCustomJobsRequest(parent=cfg.vertex_parent, filter=f'labels.{JOB_LABEL}="{job_id}"')
+    for vertex_job in clients.job_client().list_custom_jobs(request=request):
+        if vertex_job.labels.get(JOB_LABEL) == job_id:
+            return vertex_job
+    return None

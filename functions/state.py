@@ -1,0 +1,142 @@
+"""Each job's state: one JSON object in the staging bucket, changed only by compare-and-swap.
+
+``state/<job_id>.json`` holds the job's status, what the primary and the
+fallback did, and a timestamped history. Every change reads the object with its
+generation and writes it back with ``if_generation_match``: two deliveries of the
+same event race, one wins, the other re-reads and finds nothing left to do. That
+is what makes every handler idempotent and survives function restarts: the state
+lives in GCS, not in memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from google.api_core.exceptions import NotFound, PreconditionFailed
+from google.cloud import storage
+
+from common import layout
+
+
+class Status(str, enum.Enum):
+    RECEIVED = "received"  # valid manifest, assets present
+    PRIMARY_SUBMITTING = "primary_submitting"  # claimed: a Vertex AI job is being created
+    PRIMARY_SUBMITTED = "primary_submitted"  # Vertex AI job exists (queued or pending)
+    PRIMARY_RUNNING = "primary_running"
+    FALLBACK_REQUESTED = "fallback_requested"  # the primary failed in a way a VM can fix
+    VM_LAUNCHING = "vm_launching"  # claimed: a VM is being created
+    VM_RUNNING = "vm_running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.FAILED)
+
+
+# Forward order: a stale or reordered event can never move a job backwards.
+_RANK = {status: rank for rank, status in enumerate(Status)}
+PRIMARY_STATES = (Status.RECEIVED, Status.PRIMARY_SUBMITTING, Status.PRIMARY_SUBMITTED, Status.PRIMARY_RUNNING)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class JobState:
+    job_id: str
+    status: Status
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    source: str = ""  # "message" or "upload"
+    video_length_s: float | None = None
+    deadline_s: float | None = None
+    error: str | None = None
+    primary: dict[str, Any] = field(default_factory=dict)
+    fallback: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    completion_published: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def move_to(self, status: Status, note: str = "", **details: Any) -> None:
+        """Change status and append a history entry (the timeline operators see)."""
+        self.status = status
+        self.updated_at = now_iso()
+        entry = {"status": status.value, "at": self.updated_at, "note": note}
+        entry.update({k: v for k, v in details.items() if v is not None})
+        self.history.append(entry)
+
+    def can_advance_to(self, status: Status) -> bool:
+        return not self.status.terminal and _RANK[status] > _RANK[self.status]
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return json.dumps(data, indent=1, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "JobState":
+        data = json.loads(raw)
+        data["status"] = Status(data["status"])
+        return cls(**data)
+
+
+class StateStore:
+    """Reads and compare-and-swaps job state objects in one bucket."""
+
+    def __init__(self, client: storage.Client, bucket: str) -> None:
+        self._bucket = client.bucket(bucket)
+
+    def get(self, job_id: str) -> JobState | None:
+        try:
+            blob = self._bucket.blob(layout.state_object(job_id))
+            return JobState.from_json(blob.download_as_bytes())
+        except NotFound:
+            return None
+
+    def _read(self, job_id: str) -> tuple[JobState | None, int]:
+        """The state and its generation (0 when there is none: create-only writes)."""
+        blob = self._bucket.blob(layout.state_object(job_id))
+        try:
+            raw = blob.download_as_bytes()
+        except NotFound:
+            return None, 0
+        return JobState.from_json(raw), blob.generation or 0
+
+    def _write(self, state: JobState, generation: int) -> None:
+        blob = self._bucket.blob(layout.state_object(state.job_id))
+        blob.upload_from_string(state.to_json(), content_type="application/json", if_generation_match=generation)
+
+    def update(
+        self, job_id: str, change: Callable[[JobState | None], JobState | None], *, attempts: int = 20
+    ) -> tuple[JobState | None, bool]:
+        """Apply ``change`` atomically; returns ``(state, changed)``.
+
+        ``change`` gets the current state (None if the job is unknown) and
+        returns the new state, or None to leave it as it is. It may be called
+        several times when writers race, so it must be a pure function of its
+        argument.
+        """
+        for attempt in range(attempts):
+            current, generation = self._read(job_id)
+            # Work on a copy: a lost race must not leak half-applied changes.
+            proposed = change(JobState.from_json(current.to_json()) if current else None)
+            if proposed is None:
+                return current, False
+            try:
+                self._write(proposed, generation)
+                return proposed, True
+            except PreconditionFailed:
+                time.sleep(min(0.05 * (attempt + 1), 0.5))
+        raise RuntimeError(f"state/{job_id}.json: too much contention, gave up after {attempts} attempts")
+
+    def list_ids(self) -> list[str]:
+        """Every job id with a state object (for the watchdog and operators)."""
+        prefix = layout.STATE_PREFIX
+        return [b.name[len(prefix) : -len(".json")] for b in self._bucket.list_blobs(prefix=prefix) if b.name.endswith(".json")]

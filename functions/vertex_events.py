@@ -1,0 +1,104 @@
+"""React to Vertex AI custom-job state changes.
+
+In the cloud a Cloud Logging sink routes the custom jobs' state-change log
+entries to the ``vertex-events`` topic (filter in ``infra/README.md``); locally
+the Vertex stand-in publishes the same entries. An entry is only a hint that
+*something* changed: the handler reads the job from Vertex for the truth, so
+duplicated, reordered or stale entries cannot mislead it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from google.api_core.exceptions import NotFound
+from google.cloud import aiplatform_v1
+
+from common.logs import get_logger
+from functions import clients
+from functions.failures import Action, classify
+from functions.jobs import fail_job, store
+from functions.primary import JOB_LABEL
+from functions.state import PRIMARY_STATES, JobState, Status
+
+log = get_logger("vertex_events")
+
+_CUSTOM_JOB_NAME = re.compile(r"projects/[^/\"\s]+/locations/[^/\"\s]+/customJobs/[0-9A-Za-z_-]+")
+VertexState = aiplatform_v1.JobState
+
+
+def custom_job_name(entry: bytes) -> str | None:
+    """The custom job's full resource name, wherever the log entry carries it."""
+    match = _CUSTOM_JOB_NAME.search(entry.decode("utf-8", "replace"))
+    return match.group(0) if match else None
+
+
+def handle_vertex_event(entry: bytes) -> JobState | None:
+    name = custom_job_name(entry)
+    if name is None:
+        log.warning("vertex event without a custom job name ignored")
+        return None
+    try:
+        vertex_job = clients.job_client().get_custom_job(name=name)
+    except NotFound:
+        log.warning("vertex event for a job that no longer exists", custom_job=name)
+        return None
+    job_id = vertex_job.labels.get(JOB_LABEL)
+    if not job_id:
+        return None  # not one of ours
+    return apply_primary_state(job_id, vertex_job)
+
+
+def apply_primary_state(job_id: str, vertex_job: aiplatform_v1.CustomJob) -> JobState | None:
+    state = vertex_job.state
+    if state == VertexState.JOB_STATE_RUNNING:
+        return _advance(job_id, Status.PRIMARY_RUNNING, "Vertex AI job running", vertex_job.name)
+    if state == VertexState.JOB_STATE_SUCCEEDED:
+        # The video's arrival in the output bucket completes the job; nothing to do here.
+        log.info("primary succeeded", job_id=job_id, custom_job=vertex_job.name)
+        return store().get(job_id)
+    if state in (VertexState.JOB_STATE_FAILED, VertexState.JOB_STATE_CANCELLED, VertexState.JOB_STATE_EXPIRED):
+        return _primary_failed(job_id, vertex_job)
+    return store().get(job_id)  # queued / pending: the watchdog watches for slow queues
+
+
+def _advance(job_id: str, status: Status, note: str, custom_job: str) -> JobState | None:
+    def change(state: JobState | None) -> JobState | None:
+        if state is None or state.primary.get("custom_job") != custom_job or not state.can_advance_to(status):
+            return None
+        state.move_to(status, note)
+        return state
+
+    state, _ = store().update(job_id, change)
+    return state
+
+
+def _primary_failed(job_id: str, vertex_job: aiplatform_v1.CustomJob) -> JobState | None:
+    code, message = vertex_job.error.code, vertex_job.error.message
+    if vertex_job.state == VertexState.JOB_STATE_CANCELLED and not code:
+        code, message = 1, message or "cancelled"
+    rule = classify(code, message)
+    reason = f"primary {rule.kind}: {message.strip().splitlines()[0] if message.strip() else f'code {code}'}"
+    if rule.action is Action.FAIL:
+        return fail_job(job_id, reason, custom_job=vertex_job.name, code=code)
+    return request_fallback(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)
+
+
+def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | None = None) -> JobState | None:
+    """Move a job still with the primary to the fallback, once, and tell the launcher."""
+
+    def change(state: JobState | None) -> JobState | None:
+        if state is None or state.status not in PRIMARY_STATES:
+            return None
+        if custom_job and state.primary.get("custom_job") not in (None, custom_job):
+            return None  # an event about an older Vertex job of ours
+        state.primary.update(failure=kind, error=reason)
+        state.move_to(Status.FALLBACK_REQUESTED, reason, failure=kind)
+        return state
+
+    state, changed = store().update(job_id, change)
+    if changed or (state is not None and state.status is Status.FALLBACK_REQUESTED):
+        # Re-announcing on a redelivery covers a crash between the write and the publish.
+        clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": reason}, job_id=job_id)
+        log.warning("primary failed, falling back", job_id=job_id, failure=kind, reason=reason)
+    return state

@@ -1,0 +1,198 @@
+"""The render worker: fetch a job from the staging bucket, render it, deliver the video.
+
+The same worker runs on the fallback VM (started by ``startup.sh``, which
+reads its settings from the instance metadata) and as the Vertex AI
+container's command (settings as flags). It knows nothing of job state: it
+reports progress through ``jobs/<job_id>/progress.json`` and delivers
+``renders/<job_id>/video.mp4`` and ``render.json``, whose arrival completes
+the job.
+
+Delivery is create-only (``if_generation_match=0``): when the primary and a
+hedged VM both finish, the first video wins and the second renderer just stops.
+Finished segments are kept under ``jobs/<job_id>/segments/`` as they finish,
+so a worker restarted after a preemption renders only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from google.api_core.exceptions import PreconditionFailed
+from google.cloud import storage
+
+from common import layout
+from common.logs import get_logger
+from common.manifest import ManifestError
+
+log = get_logger("worker")
+
+METADATA_PREFIX = "fast-render-"
+HEARTBEAT_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    job_id: str
+    staging_bucket: str
+    output_bucket: str
+    rendered_by: str  # "vm" or "vertex"
+    instance: str | None = None
+    gpu: str | None = None
+    price_per_hour: float | None = None
+
+
+def instance_metadata() -> dict[str, str]:
+    """This VM's metadata attributes, from the metadata server (empty off a VM)."""
+    host = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal")
+    url = f"http://{host}/computeMetadata/v1/instance/attributes/?recursive=true"
+    request = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+    except OSError:
+        return {}
+
+
+def _spec(argv: list[str]) -> WorkerSpec:
+    parser = argparse.ArgumentParser(prog="python -m render_vm worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--job-id")
+    parser.add_argument("--staging-bucket")
+    parser.add_argument("--output-bucket")
+    parser.add_argument("--rendered-by", choices=("vm", "vertex"))
+    args = parser.parse_args(argv)
+    flags = {"job-id": args.job_id, "staging-bucket": args.staging_bucket, "output-bucket": args.output_bucket}
+    metadata = {} if all(flags.values()) else instance_metadata()
+
+    def setting(key: str) -> str:
+        value = flags.get(key) or metadata.get(METADATA_PREFIX + key)
+        if not value:
+            parser.error(f"--{key} is required (or instance metadata {METADATA_PREFIX}{key})")
+        return value
+
+    price = metadata.get(METADATA_PREFIX + "price-per-hour")
+    return WorkerSpec(
+        job_id=setting("job-id"),
+        staging_bucket=setting("staging-bucket"),
+        output_bucket=setting("output-bucket"),
+        rendered_by=args.rendered_by or ("vm" if metadata else "vertex"),
+        instance=metadata.get(METADATA_PREFIX + "instance") or socket.gethostname(),
+        gpu=metadata.get(METADATA_PREFIX + "gpu"),
+        price_per_hour=float(price) if price else None,
+    )
+
+
+class Heartbeat:
+    """Writes ``progress.json`` at most every few seconds, and always at the end."""
+
+    def __init__(self, bucket: storage.Bucket, spec: WorkerSpec) -> None:
+        self._blob = bucket.blob(layout.progress_object(spec.job_id))
+        self._base = {"job_id": spec.job_id, "rendered_by": spec.rendered_by, "instance": spec.instance}
+        self._last = 0.0
+
+    def update(self, progress: dict, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < HEARTBEAT_EVERY_S:
+            return
+        self._last = now
+        body = {**self._base, **progress, "updated_at": time.time()}
+        try:
+            self._blob.upload_from_string(json.dumps(body), content_type="application/json")
+        except Exception as err:  # noqa: BLE001 -- progress is best effort; the render goes on
+            log.warning("heartbeat not written", job_id=self._base["job_id"], error=str(err))
+
+
+def run(spec: WorkerSpec, client: storage.Client | None = None) -> int:
+    """Render one job; the exit code follows the renderer's contract (2: invalid job)."""
+    from render_vm.renderer import render_job  # heavy imports only when rendering
+
+    client = client or storage.Client()
+    staging, output = client.bucket(spec.staging_bucket), client.bucket(spec.output_bucket)
+    heartbeat = Heartbeat(staging, spec)
+    started = time.monotonic()
+    log.info("worker started", job_id=spec.job_id, rendered_by=spec.rendered_by, instance=spec.instance)
+    with tempfile.TemporaryDirectory(prefix=f"render-{spec.job_id}-") as tmp:
+        job_dir, segments_dir, video = Path(tmp, "job"), Path(tmp, "segments"), Path(tmp, "video.mp4")
+        heartbeat.update({"stage": "downloading"}, force=True)
+        reused = _download_job(staging, spec.job_id, job_dir, segments_dir)
+        segments_prefix = layout.segments_prefix(spec.job_id)
+
+        def keep_segment(path: Path) -> None:
+            staging.blob(segments_prefix + path.name).upload_from_filename(str(path))
+
+        try:
+            report = render_job(
+                job_dir, video, segments_dir=segments_dir, on_segment_done=keep_segment, on_progress=heartbeat.update
+            )
+        except ManifestError as err:
+            heartbeat.update({"stage": "failed", "invalid": True, "error": str(err)}, force=True)
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except Exception as err:
+            heartbeat.update({"stage": "failed", "error": f"{type(err).__name__}: {err}"}, force=True)
+            raise
+        heartbeat.update({"stage": "uploading", "frames_done": report.frames, "frames_total": report.frames}, force=True)
+        wall_s = time.monotonic() - started
+        render_report = {
+            "job_id": spec.job_id,
+            "rendered_by": spec.rendered_by,
+            "instance": spec.instance,
+            "gpu": spec.gpu,
+            "wall_s": round(wall_s, 2),
+            "cost_usd": round(wall_s / 3600 * spec.price_per_hour, 4) if spec.price_per_hour else None,
+            "segments_downloaded": reused,
+            **asdict(report),
+        }
+        if not _deliver(output, spec.job_id, video, render_report):
+            heartbeat.update({"stage": "lost-race"}, force=True)
+            return 0
+    heartbeat.update({"stage": "done", "frames_done": report.frames, "frames_total": report.frames}, force=True)
+    log.info("video delivered", job_id=spec.job_id, wall_s=round(wall_s, 2), video_s=report.video_s)
+    return 0
+
+
+def _download_job(bucket: storage.Bucket, job_id: str, job_dir: Path, segments_dir: Path) -> int:
+    """The job folder to ``job_dir``, its kept segments to ``segments_dir``; returns the segment count."""
+    prefix, segments = layout.job_prefix(job_id), layout.segments_prefix(job_id)
+    segments_dir.mkdir(parents=True, exist_ok=True)
+    reused = 0
+    for blob in bucket.list_blobs(prefix=prefix):
+        if blob.name == layout.progress_object(job_id) or blob.name.endswith("/"):
+            continue
+        if blob.name.startswith(segments):
+            target, reused = segments_dir / blob.name[len(segments):], reused + 1
+        else:
+            target = job_dir / blob.name[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+    return reused
+
+
+def _deliver(bucket: storage.Bucket, job_id: str, video: Path, report: dict) -> bool:
+    """Upload the video, then its report, create-only; False when another renderer won."""
+    try:
+        bucket.blob(layout.video_object(job_id)).upload_from_filename(
+            str(video), content_type="video/mp4", if_generation_match=0
+        )
+    except PreconditionFailed:
+        log.info("another renderer delivered first; this video is discarded", job_id=job_id)
+        return False
+    try:
+        bucket.blob(layout.render_report_object(job_id)).upload_from_string(
+            json.dumps(report, indent=1), content_type="application/json", if_generation_match=0
+        )
+    except PreconditionFailed:
+        pass
+    return True
+
+
+def main(argv: list[str]) -> int:
+    return run(_spec(argv))
