@@ -1,0 +1,28 @@
+# Fast Render: `make demo` and `make test` do all the set-up on a fresh machine.
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: setup demo test test-fast up down bench clean
+
+setup:  ## install system packages (once), create .venv, install requirements.txt
+	bash infra/local/setup.sh
+
+demo: setup  ## start the local cloud and render the sample story while the primary fails
+	$(PY) -m infra.local.demo
+
+test: setup  ## every test, against the local cloud (started and stopped by the tests)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+up: setup  ## start the local cloud and leave it running
+	$(PY) -m infra.local up
+
+down:  ## stop everything the local cloud started
+	$(PY) -m infra.local down
+
+bench: setup  ## benchmarks: they print figures
+	$(PY) bench/render.py
+	$(PY) bench/selector.py
+	$(PY) bench/failover.py
+
+clean: down
+	rm -rf .local-cloud out

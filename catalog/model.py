@@ -1,0 +1,343 @@
+"""The GPU catalog as typed data: load a YAML file, validate it, apply env overrides.
+
+Every problem is reported as one `CatalogError` line that names the field, e.g.
+``catalog: gpus.l4.speed_factor: must be a positive number, got -1``, because a
+bad catalog must stop a deploy (or `python -m catalog validate`) with a message
+a person can act on, not with a traceback. Unknown fields are errors too: a
+misspelt ``cost_per_hour`` must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CATALOG_PATH = Path(__file__).with_name("gpu_catalog.yml")
+
+# Environment overrides named in the design note.
+ENV_CATALOG = "GPU_CATALOG"
+ENV_BASELINE = "BASELINE_T4_SPEED_S_PER_S"
+ENV_VIDEO_LENGTH = "VIDEO_LENGTH_S"
+
+ON_DEMAND = "on-demand"
+SPOT = "spot"
+PROVISIONINGS = (ON_DEMAND, SPOT)
+
+_GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
+_ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+_ACCELERATOR = re.compile(r"^nvidia-[a-z0-9-]+$")
+_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+class CatalogError(ValueError):
+    """A catalog (or a catalog setting from the environment) is invalid; the message is one line."""
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """One GPU option: the VM shape to ask Compute Engine for, its price and its speed."""
+
+    name: str
+    accelerator: str
+    accelerator_count: int
+    machine_type: str
+    cost_per_hour: float | None  # on-demand USD/h for machine + GPU; None: not sold on-demand
+    spot_cost_per_hour: float | None  # None: not sold as Spot
+    preemption_rate_per_hour: float | None  # None: use the catalog's spot default
+    speed_factor: float  # render speed relative to a T4
+    zones: tuple[str, ...]  # in order of preference
+    boot_overhead_s: float
+    has_nvenc: bool
+
+    def price(self, provisioning: str) -> float | None:
+        """USD per hour for `provisioning` ("on-demand" or "spot"), None when not offered."""
+        return self.cost_per_hour if provisioning == ON_DEMAND else self.spot_cost_per_hour
+
+
+@dataclass(frozen=True)
+class Budget:
+    per_job_usd: float
+    daily_usd: float
+
+
+@dataclass(frozen=True)
+class SpotPolicy:
+    max_preemptions: int  # a job preempted this many times is offered on-demand only
+    segment_s: float  # render seconds between the renderer's checkpoints
+    default_preemption_rate_per_hour: float
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A validated catalog. `gpus` keeps the file's order, which breaks exact ties."""
+
+    gpus: dict[str, GpuSpec]
+    baseline_s_per_s: float
+    transfer_overhead_s: float
+    budget: Budget
+    spot: SpotPolicy
+    source: str  # where it was loaded from, for logs and error messages
+
+
+# Defaults for the optional top-level fields; a catalog only has to list its GPUs.
+DEFAULT_BASELINE_S_PER_S = 20.0
+DEFAULT_TRANSFER_OVERHEAD_S = 60.0
+DEFAULT_BUDGET = Budget(per_job_usd=5.0, daily_usd=50.0)
+DEFAULT_SPOT = SpotPolicy(max_preemptions=2, segment_s=120.0, default_preemption_rate_per_hour=0.05)
+DEFAULT_BOOT_OVERHEAD_S = 150.0
+
+_TOP_FIELDS = {"version", "baseline_s_per_s", "transfer_overhead_s", "budget", "spot", "gpus"}
+_BUDGET_FIELDS = {"per_job_usd", "daily_usd"}
+_SPOT_FIELDS = {"max_preemptions", "segment_s", "default_preemption_rate_per_hour"}
+_GPU_REQUIRED = {"accelerator", "machine_type", "speed_factor", "zones"}
+_GPU_OPTIONAL = {
+    "accelerator_count",
+    "cost_per_hour",
+    "spot_cost_per_hour",
+    "preemption_rate_per_hour",
+    "boot_overhead_s",
+    "has_nvenc",
+}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_catalog(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Catalog:
+    """Load and validate a catalog file, then apply the environment's overrides.
+
+    The file is `path` if given, else $GPU_CATALOG, else the bundled
+    gpu_catalog.yml. $BASELINE_T4_SPEED_S_PER_S replaces `baseline_s_per_s`.
+    """
+    env = os.environ if environ is None else environ
+    chosen = Path(path) if path is not None else Path(env.get(ENV_CATALOG) or DEFAULT_CATALOG_PATH)
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except OSError as err:
+        raise CatalogError(f"catalog: {chosen}: cannot read: {err.strerror or err}") from None
+    catalog = parse_catalog(_parse_yaml(text, str(chosen)), source=str(chosen))
+    baseline = env_positive_number(ENV_BASELINE, env)
+    if baseline is not None:
+        catalog = dataclasses.replace(catalog, baseline_s_per_s=baseline)
+    return catalog
+
+
+def parse_catalog(data: object, source: str = "<memory>") -> Catalog:
+    """Validate an already-parsed catalog document (a dict, as YAML or JSON gives it)."""
+    top = _fields(data, "", required={"gpus"}, optional=_TOP_FIELDS - {"gpus"})
+    if "version" in top and top["version"] != 1:
+        raise CatalogError(f"catalog: version: must be 1, got {top['version']!r}")
+    gpus_data = top["gpus"]
+    if not isinstance(gpus_data, dict) or not gpus_data:
+        raise CatalogError("catalog: gpus: must be a mapping of GPU names to options, with at least one")
+    return Catalog(
+        gpus={_gpu_name(name): _parse_gpu(name, spec) for name, spec in gpus_data.items()},
+        baseline_s_per_s=_positive(top.get("baseline_s_per_s", DEFAULT_BASELINE_S_PER_S), "baseline_s_per_s"),
+        transfer_overhead_s=_non_negative(
+            top.get("transfer_overhead_s", DEFAULT_TRANSFER_OVERHEAD_S), "transfer_overhead_s"
+        ),
+        budget=_parse_budget(top.get("budget", {})),
+        spot=_parse_spot(top.get("spot", {})),
+        source=source,
+    )
+
+
+def _parse_gpu(name: str, data: object) -> GpuSpec:
+    at = f"gpus.{name}"
+    raw = _fields(data, at, required=_GPU_REQUIRED, optional=_GPU_OPTIONAL)
+    if raw.get("cost_per_hour") is None and raw.get("spot_cost_per_hour") is None:
+        raise CatalogError(f"catalog: {at}: needs cost_per_hour or spot_cost_per_hour (or both)")
+    if raw.get("preemption_rate_per_hour") is not None and raw.get("spot_cost_per_hour") is None:
+        raise CatalogError(f"catalog: {at}.preemption_rate_per_hour: only applies with spot_cost_per_hour")
+    return GpuSpec(
+        name=name,
+        accelerator=_matching(
+            raw["accelerator"], f"{at}.accelerator", _ACCELERATOR, "an accelerator type like nvidia-l4"
+        ),
+        accelerator_count=_count(raw.get("accelerator_count", 1), f"{at}.accelerator_count"),
+        machine_type=_matching(
+            raw["machine_type"], f"{at}.machine_type", _MACHINE_TYPE, "a machine type like g2-standard-8"
+        ),
+        cost_per_hour=_optional(raw, "cost_per_hour", at, _positive),
+        spot_cost_per_hour=_optional(raw, "spot_cost_per_hour", at, _positive),
+        preemption_rate_per_hour=_optional(raw, "preemption_rate_per_hour", at, _non_negative),
+        speed_factor=_positive(raw["speed_factor"], f"{at}.speed_factor"),
+        zones=_zones(raw["zones"], f"{at}.zones"),
+        boot_overhead_s=_non_negative(raw.get("boot_overhead_s", DEFAULT_BOOT_OVERHEAD_S), f"{at}.boot_overhead_s"),
+        has_nvenc=_boolean(raw.get("has_nvenc", False), f"{at}.has_nvenc"),
+    )
+
+
+def _parse_budget(data: object) -> Budget:
+    raw = _fields(data, "budget", required=set(), optional=_BUDGET_FIELDS)
+    return Budget(
+        per_job_usd=_positive(raw.get("per_job_usd", DEFAULT_BUDGET.per_job_usd), "budget.per_job_usd"),
+        daily_usd=_positive(raw.get("daily_usd", DEFAULT_BUDGET.daily_usd), "budget.daily_usd"),
+    )
+
+
+def _parse_spot(data: object) -> SpotPolicy:
+    raw = _fields(data, "spot", required=set(), optional=_SPOT_FIELDS)
+    max_preemptions = raw.get("max_preemptions", DEFAULT_SPOT.max_preemptions)
+    if isinstance(max_preemptions, bool) or not isinstance(max_preemptions, int) or max_preemptions < 0:
+        raise CatalogError(f"catalog: spot.max_preemptions: must be a whole number >= 0, got {max_preemptions!r}")
+    return SpotPolicy(
+        max_preemptions=max_preemptions,
+        segment_s=_non_negative(raw.get("segment_s", DEFAULT_SPOT.segment_s), "spot.segment_s"),
+        default_preemption_rate_per_hour=_non_negative(
+            raw.get("default_preemption_rate_per_hour", DEFAULT_SPOT.default_preemption_rate_per_hour),
+            "spot.default_preemption_rate_per_hour",
+        ),
+    )
+
+
+# ---------------------------------------------------------------- environment
+
+
+def env_positive_number(name: str, environ: Mapping[str, str] | None = None) -> float | None:
+    """The positive number in environment variable `name`, None when unset or empty."""
+    env = os.environ if environ is None else environ
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise CatalogError(f"catalog: {name}: must be a positive number, got {text!r}")
+    return value
+
+
+def resolve_video_length(computed_s: float | None, environ: Mapping[str, str] | None = None) -> float:
+    """The video length to plan for: $VIDEO_LENGTH_S when set (an override), else `computed_s`."""
+    override = env_positive_number(ENV_VIDEO_LENGTH, environ)
+    if override is not None:
+        return override
+    if computed_s is None or not math.isfinite(computed_s) or computed_s <= 0:
+        raise CatalogError(f"catalog: video length: must be a positive number, got {computed_s!r}")
+    return float(computed_s)
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise CatalogError(f"catalog: line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str, source: str) -> object:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise CatalogError(f"catalog: {source}: not valid YAML{where}: {err.problem}") from None
+    except yaml.YAMLError as err:
+        raise CatalogError(f"catalog: {source}: not valid YAML: {err}") from None
+
+
+def _fields(data: object, at: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    """Check that `data` is a mapping with every required field and nothing unknown."""
+    where = at or "top level"
+    if not isinstance(data, dict):
+        raise CatalogError(f"catalog: {where}: must be a mapping, got {type(data).__name__}")
+    allowed = required | optional
+    for key in data:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+            raise CatalogError(f"catalog: {_join(at, key)}: unknown field{suggestion}")
+    for key in sorted(required):
+        if key not in data:
+            raise CatalogError(f"catalog: {_join(at, key)}: required field is missing")
+    return data
+
+
+def _join(at: str, key: object) -> str:
+    return f"{at}.{key}" if at else str(key)
+
+
+def _gpu_name(name: object) -> str:
+    if not isinstance(name, str) or not _GPU_NAME.match(name):
+        raise CatalogError(
+            f"catalog: gpus.{name}: GPU names are 1 to 31 characters of a-z, 0-9, '-' and '_', got {name!r}"
+        )
+    return name
+
+
+def _number(value: object, at: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CatalogError(f"catalog: {at}: must be {what}, got {value!r}")
+    return float(value)
+
+
+def _positive(value: object, at: str) -> float:
+    number = _number(value, at, "a positive number")
+    if number <= 0:
+        raise CatalogError(f"catalog: {at}: must be a positive number, got {value!r}")
+    return number
+
+
+def _non_negative(value: object, at: str) -> float:
+    number = _number(value, at, "a number >= 0")
+    if number < 0:
+        raise CatalogError(f"catalog: {at}: must be a number >= 0, got {value!r}")
+    return number
+
+
+def _optional(raw: dict[str, Any], key: str, at: str, check: Callable[[object, str], float]) -> float | None:
+    """`check(raw[key])` when present and not null; None otherwise."""
+    value = raw.get(key)
+    return None if value is None else check(value, f"{at}.{key}")
+
+
+def _count(value: object, at: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CatalogError(f"catalog: {at}: must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _boolean(value: object, at: str) -> bool:
+    if not isinstance(value, bool):
+        raise CatalogError(f"catalog: {at}: must be true or false, got {value!r}")
+    return value
+
+
+def _matching(value: object, at: str, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise CatalogError(f"catalog: {at}: must be {what}, got {value!r}")
+    return value
+
+
+def _zones(value: object, at: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise CatalogError(f"catalog: {at}: must be a non-empty list of zones, got {value!r}")
+    zones = tuple(_matching(zone, f"{at}[{i}]", _ZONE, "a zone like us-central1-a") for i, zone in enumerate(value))
+    for i, zone in enumerate(zones):
+        if zone in zones[:i]:
+            raise CatalogError(f"catalog: {at}[{i}]: zone {zone} is listed twice")
+    return zones
+
+
+def region_of(zone: str) -> str:
+    """The region a zone belongs to: us-central1-a -> us-central1."""
+    return zone.rsplit("-", 1)[0]

@@ -1,0 +1,68 @@
+"""Driving the local cloud from outside, as the main app and an operator would.
+
+The demo and the end-to-end tests share these: stage a job folder in the
+staging bucket, publish a job message, inject faults into the Compute Engine
+and Vertex AI stand-ins, and wait for a job's state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+from google.cloud import storage
+
+from common import layout
+from functions.state import JobState, StateStore
+
+
+def stage_job(bucket: storage.Bucket, job_dir: Path, job_id: str, *, with_manifest: bool = True) -> None:
+    """Upload a job folder's assets, and its ``job.json`` last (its upload starts the render)."""
+    files = sorted(p for p in job_dir.rglob("*") if p.is_file() and p.name != "job.json")
+    for path in files:
+        bucket.blob(layout.asset_object(job_id, path.relative_to(job_dir).as_posix())).upload_from_filename(str(path))
+    if with_manifest:
+        bucket.blob(layout.manifest_object(job_id)).upload_from_filename(str(job_dir / "job.json"), content_type="application/json")
+
+
+def admin(endpoint: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call a stand-in's ``/_admin/`` API (GET, or POST with a JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{endpoint}/_admin/{path}", data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def wait_for(store: StateStore, job_id: str, done: Callable[[JobState], bool], timeout_s: float = 120) -> JobState:
+    """Poll the job's state until ``done(state)``; raises with the last state on timeout."""
+    deadline = time.monotonic() + timeout_s
+    state = None
+    while time.monotonic() < deadline:
+        state = store.get(job_id)
+        if state is not None and done(state):
+            return state
+        time.sleep(0.25)
+    raise TimeoutError(f"job {job_id} not done after {timeout_s:.0f} s; last state: {state.to_json().decode() if state else None}")
+
+
+def finished(state: JobState) -> bool:
+    return state.status.terminal
+
+
+def format_timeline(state: JobState) -> str:
+    """The job's history as operators read it: offset from the start, status, note."""
+    if not state.history:
+        return "(no history)"
+    from datetime import datetime
+
+    start = datetime.fromisoformat(state.history[0]["at"])
+    lines = []
+    for entry in state.history:
+        offset = (datetime.fromisoformat(entry["at"]) - start).total_seconds()
+        lines.append(f"  +{offset:7.2f}s  {entry['status']:<19} {entry.get('note', '')}")
+    return "\n".join(lines)
