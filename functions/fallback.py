@@ -21,6 +21,7 @@ import functools
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from google.api_core.exceptions import Conflict, GoogleAPICallError
@@ -118,7 +119,7 @@ def launch_fallback(job_id: str) -> JobState | None:
     blocked: list[Block] = []
     tried: list[dict] = []
     while True:
-        decision = select(catalog(), length_s, deadline_s=state.deadline_s, blocked=blocked)
+        decision = select(catalog(), length_s, deadline_s=_time_left_s(state), blocked=blocked)
         log.info("launch decision", job_id=job_id, attempt=attempt, **decision.to_log())
         option = decision.selected
         if option is None:
@@ -136,6 +137,14 @@ def launch_fallback(job_id: str) -> JobState | None:
             if failure.kind != "stockout":
                 break  # the whole region or GPU type is out: select again
         # Each failure added a block, so the next selection weighs what is left.
+
+
+def _time_left_s(state: JobState) -> float | None:
+    """The manifest's deadline counts from submission; the selector wants seconds from now."""
+    if state.deadline_s is None:
+        return None
+    elapsed = (datetime.now(timezone.utc) - datetime.fromisoformat(state.created_at)).total_seconds()
+    return max(state.deadline_s - elapsed, 1.0)
 
 
 def _insert(cfg: Config, job_id: str, attempt: int, name: str, option: Option, zone: str) -> InsertFailure | None:
