@@ -44,6 +44,13 @@ def instances_client() -> compute_v1.InstancesClient:
 
 
 @functools.lru_cache(maxsize=1)
+def zone_operations_client() -> compute_v1.ZoneOperationsClient:
+    cfg = config()
+    options = ClientOptions(api_endpoint=cfg.compute_endpoint) if cfg.compute_endpoint else None
+    return compute_v1.ZoneOperationsClient(credentials=_credentials(cfg), client_options=options)
+
+
+@functools.lru_cache(maxsize=1)
 def job_client() -> aiplatform_v1.JobServiceClient:
     cfg = config()
     endpoint = cfg.vertex_endpoint or f"{cfg.region}-aiplatform.googleapis.com"

@@ -157,19 +157,30 @@ def _insert(cfg: Config, job_id: str, attempt: int, name: str, option: Option, z
     )
     try:
         operation = clients.instances_client().insert(request=request)
-        operation.result(timeout=300)
     except Conflict:
         return None  # this very VM exists already: an earlier try of ours made it
     except GoogleAPICallError as err:
-        return classify_insert_error(_error_text(err), option, zone)
+        return classify_insert_error(_error_text(err.message, getattr(err, "errors", None)), option, zone)
+    done = _wait_for_operation(cfg, zone, operation.name)
+    if done.error.errors:
+        return classify_insert_error(_error_text(done.http_error_message, done.error.errors), option, zone)
     return None
 
 
-def _error_text(err: GoogleAPICallError) -> str:
+def _wait_for_operation(cfg: Config, zone: str, name: str, timeout_s: float = 600) -> compute_v1.Operation:
+    """Wait with our own ZoneOperationsClient: the ExtendedOperation's poller ignores api_endpoint."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        operation = clients.zone_operations_client().wait(project=cfg.project, zone=zone, operation=name)
+        if operation.status == compute_v1.Operation.Status.DONE or time.monotonic() > deadline:
+            return operation
+
+
+def _error_text(message: object, errors: object) -> str:
     """Everything the error says, codes included (they decide what to block)."""
-    parts = [str(err.message)]
-    for detail in getattr(err, "errors", None) or []:
-        parts.append(str(getattr(detail, "code", "")) + " " + str(getattr(detail, "message", detail)))
+    parts = [str(message or "")]
+    for detail in errors or []:
+        parts.append(f"{getattr(detail, 'code', '')} {getattr(detail, 'message', detail)}")
     return " | ".join(p for p in parts if p.strip())
 
 

@@ -1,4 +1,4 @@
-"""Job steps shared by every function: the state store, failing a job, completing one."""
+"""Job steps shared by several functions: the state store, failing a job, falling back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 
 from common.logs import get_logger
 from functions import clients
-from functions.state import JobState, StateStore, Status
+from functions.state import PRIMARY_STATES, JobState, StateStore, Status
 
 log = get_logger("jobs")
 
@@ -36,4 +36,24 @@ def fail_job(job_id: str, reason: str, **details: object) -> JobState | None:
     if changed:
         log.error("job failed", job_id=job_id, reason=reason, **details)
         clients.publish(clients.config().topic_failed, {"job_id": job_id, "status": "failed", "reason": reason}, job_id=job_id)
+    return state
+
+
+def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | None = None) -> JobState | None:
+    """Move a job still with the primary to the fallback, once, and tell the launcher."""
+
+    def change(state: JobState | None) -> JobState | None:
+        if state is None or state.status not in PRIMARY_STATES:
+            return None
+        if custom_job and state.primary.get("custom_job") not in (None, custom_job):
+            return None  # an event about an older Vertex job of ours
+        state.primary.update(failure=kind, error=reason)
+        state.move_to(Status.FALLBACK_REQUESTED, reason, failure=kind)
+        return state
+
+    state, changed = store().update(job_id, change)
+    if changed or (state is not None and state.status is Status.FALLBACK_REQUESTED):
+        # Re-announcing on a redelivery covers a crash between the write and the publish.
+        clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": reason}, job_id=job_id)
+        log.warning("primary failed, falling back", job_id=job_id, failure=kind, reason=reason)
     return state

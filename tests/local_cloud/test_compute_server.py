@@ -1,0 +1,324 @@
+"""The local Compute Engine, driven only through ``google.cloud.compute_v1``.
+
+One server for the module; each test starts from ``/_admin/reset`` (no
+instances, no faults).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+PROJECT = "compute-tests"
+
+
+@pytest.fixture(scope="module")
+def compute(start_server: Callable[..., Any]) -> Any:
+    return start_server("infra.local.compute_server", PROJECT)
+
+
+@pytest.fixture(autouse=True)
+def clean(compute: Any) -> Iterator[None]:
+    compute.admin("reset", {})
+    yield
+    compute.admin("reset", {})
+
+
+@pytest.fixture(scope="module")
+def instances(compute: Any) -> compute_v1.InstancesClient:
+    options = {"api_endpoint": compute.endpoint}
+    return compute_v1.InstancesClient(credentials=AnonymousCredentials(), client_options=options)
+
+
+def make_instance(
+    name: str,
+    script: str | None = None,
+    *,
+    machine: str = "n1-standard-4",
+    gpu: str | None = None,
+    labels: dict[str, str] | None = None,
+    scheduling: compute_v1.Scheduling | None = None,
+    zone: str = "us-central1-a",
+) -> compute_v1.Instance:
+    items = [compute_v1.Items(key="job-id", value="lighthouse-0042")]
+    if script is not None:
+        items.append(compute_v1.Items(key="startup-script", value=script))
+    instance = compute_v1.Instance(
+        name=name,
+        machine_type=f"zones/{zone}/machineTypes/{machine}",
+        labels=labels or {},
+        metadata=compute_v1.Metadata(items=items),
+    )
+    if gpu:
+        instance.guest_accelerators = [
+            compute_v1.AcceleratorConfig(accelerator_type=f"zones/{zone}/acceleratorTypes/{gpu}", accelerator_count=1)
+        ]
+    if scheduling is not None:
+        instance.scheduling = scheduling
+    return instance
+
+
+def insert(
+    client: compute_v1.InstancesClient,
+    instance: compute_v1.Instance,
+    zone: str = "us-central1-a",
+    request_id: str | None = None,
+) -> Any:
+    request = compute_v1.InsertInstanceRequest(project=PROJECT, zone=zone, instance_resource=instance)
+    if request_id:
+        request.request_id = request_id
+    return client.insert(request=request)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists (a zombie counts until its parent, or init, reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_startup_script_runs_and_reads_its_metadata(
+    instances: compute_v1.InstancesClient, compute: Any, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    script = f"""
+out={tmp_path}
+m="http://$GCE_METADATA_HOST/computeMetadata/v1"
+get() {{ curl -sf -H 'Metadata-Flavor: Google' "$m/$1"; }}
+get instance/name > $out/name
+get instance/zone > $out/zone
+get instance/attributes/job-id > $out/job-id
+get 'instance/attributes/?recursive=true' > $out/attributes.json
+get project/project-id > $out/project
+get instance/scheduling/preemptible > $out/preemptible
+curl -s -o /dev/null -w '%{{http_code}}' "$m/instance/name" > $out/status-without-header
+pwd > $out/cwd
+echo hello from the startup script
+touch $out/done
+"""
+    insert(instances, make_instance("vm-metadata", script, labels={"fast-render-job": "j1"})).result(timeout=30)
+
+    wait_for(lambda: (tmp_path / "done").exists())
+    read = lambda name: (tmp_path / name).read_text()  # noqa: E731
+    assert read("name") == "vm-metadata"
+    assert read("zone").startswith("projects/") and read("zone").endswith("/zones/us-central1-a")
+    assert read("job-id") == "lighthouse-0042"
+    assert json.loads(read("attributes.json"))["job-id"] == "lighthouse-0042"
+    assert read("project") == PROJECT
+    assert read("preemptible") == "FALSE"
+    assert read("status-without-header") == "403"
+    record = wait_for(
+        lambda: [i for i in compute.admin("instances")["instances"] if i["startup_script_exit_code"] == 0]
+    )[0]
+    assert read("cwd").strip() == record["disk_dir"]
+
+    got = instances.get(project=PROJECT, zone="us-central1-a", instance="vm-metadata")
+    assert got.status == "RUNNING"  # as on GCE, the VM outlives its startup script
+    assert got.labels["fast-render-job"] == "j1"
+    serial = instances.get_serial_port_output(project=PROJECT, zone="us-central1-a", instance="vm-metadata")
+    assert "hello from the startup script" in serial.contents
+    assert [h["status"] for h in record["status_history"]] == ["PROVISIONING", "STAGING", "RUNNING"]
+
+
+def test_same_request_id_gives_same_operation_and_one_instance(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    request_id = str(uuid.uuid4())
+    first = insert(instances, make_instance("vm-once", "sleep 60"), request_id=request_id)
+    again = insert(instances, make_instance("vm-once", "sleep 60"), request_id=request_id)
+    again.result(timeout=30)
+
+    assert again.name == first.name
+    assert [i["name"] for i in compute.admin("instances")["instances"]] == ["vm-once"]
+
+
+def test_duplicate_name_is_409_already_exists(instances: compute_v1.InstancesClient) -> None:
+    insert(instances, make_instance("vm-dup", "sleep 60")).result(timeout=30)
+    with pytest.raises(exceptions.Conflict) as raised:
+        insert(instances, make_instance("vm-dup", "sleep 60"))
+    assert "already exists" in raised.value.message
+
+
+def test_delete_kills_the_startup_script(
+    instances: compute_v1.InstancesClient, compute: Any, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    pid_file = tmp_path / "pid"
+    insert(instances, make_instance("vm-del", f"sleep 600 & echo $! > {pid_file}; wait")).result(timeout=30)
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    assert alive(pid)
+
+    instances.delete(project=PROJECT, zone="us-central1-a", instance="vm-del").result(timeout=30)
+
+    wait_for(lambda: not alive(pid), timeout_s=5)
+    with pytest.raises(exceptions.NotFound):
+        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-del")
+    assert list(instances.list(project=PROJECT, zone="us-central1-a")) == []
+    (record,) = compute.admin("instances")["instances"]
+    assert record["deleted"] and record["status"] == "TERMINATED"
+
+
+@pytest.mark.parametrize("with_details", [False, True])
+def test_stockout_zone_fails_the_insert_operation(
+    instances: compute_v1.InstancesClient, compute: Any, with_details: bool
+) -> None:
+    compute.admin("faults", {"stockout_zones": ["us-central1-a"], "stockout_with_details": with_details})
+
+    with pytest.raises(exceptions.ServiceUnavailable) as raised:
+        insert(instances, make_instance("vm-stockout", gpu="nvidia-tesla-t4")).result(timeout=30)
+
+    expected = "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS" if with_details else "ZONE_RESOURCE_POOL_EXHAUSTED"
+    assert raised.value.errors[0].code == expected
+    assert "us-central1-a" in raised.value.errors[0].message
+    with pytest.raises(exceptions.NotFound):
+        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-stockout")
+    insert(
+        instances, make_instance("vm-stockout", gpu="nvidia-tesla-t4", zone="us-central1-b"), zone="us-central1-b"
+    ).result(timeout=30)
+    assert compute.admin("instances")["instances"][0]["zone"] == "us-central1-b"
+
+
+def test_regional_gpu_quota(instances: compute_v1.InstancesClient, compute: Any) -> None:
+    compute.admin("faults", {"quota_exceeded": [{"region": "us-central1", "gpu": "nvidia-tesla-t4"}]})
+
+    with pytest.raises(exceptions.Forbidden) as raised:
+        insert(
+            instances, make_instance("vm-t4", gpu="nvidia-tesla-t4", zone="us-central1-b"), zone="us-central1-b"
+        ).result(timeout=30)
+    error = raised.value.errors[0]
+    assert error.code == "QUOTA_EXCEEDED"
+    assert error.message == "Quota 'NVIDIA_T4_GPUS' exceeded.  Limit: 0.0 in region us-central1."
+    assert error.error_details[0].quota_info.metric_name == "compute.googleapis.com/nvidia_t4_gpus"
+
+    spot = compute_v1.Scheduling(provisioning_model="SPOT", instance_termination_action="DELETE")
+    with pytest.raises(exceptions.Forbidden, match="PREEMPTIBLE_NVIDIA_T4_GPUS"):
+        insert(instances, make_instance("vm-t4-spot", gpu="nvidia-tesla-t4", scheduling=spot)).result(timeout=30)
+    # Another region, and another GPU (an L4 that comes with the g2 machine type), are fine.
+    insert(instances, make_instance("vm-t4", gpu="nvidia-tesla-t4", zone="us-east1-c"), zone="us-east1-c").result(
+        timeout=30
+    )
+    insert(instances, make_instance("vm-l4", machine="g2-standard-8")).result(timeout=30)
+
+
+def test_gpus_all_regions_quota(instances: compute_v1.InstancesClient, compute: Any) -> None:
+    compute.admin("faults", {"gpus_all_regions": ["nvidia-tesla-t4"]})
+
+    with pytest.raises(exceptions.Forbidden) as raised:
+        insert(
+            instances, make_instance("vm-t4", gpu="nvidia-tesla-t4", zone="europe-west4-a"), zone="europe-west4-a"
+        ).result(timeout=30)
+    assert raised.value.errors[0].code == "QUOTA_EXCEEDED"
+    assert raised.value.errors[0].message == "Quota 'GPUS_ALL_REGIONS' exceeded.  Limit: 0.0 globally."
+    insert(instances, make_instance("vm-cpu", zone="europe-west4-a"), zone="europe-west4-a").result(timeout=30)
+
+
+@pytest.mark.parametrize("action", ["DELETE", "STOP"])
+def test_spot_instance_is_preempted(
+    instances: compute_v1.InstancesClient, compute: Any, tmp_path: Path, wait_for: Callable[..., Any], action: str
+) -> None:
+    compute.admin("faults", {"preempt_after_s": 0.5})
+    pid_file = tmp_path / "pid"
+    spot = compute_v1.Scheduling(provisioning_model="SPOT", instance_termination_action=action)
+    insert(instances, make_instance("vm-spot", f"echo $$ > {pid_file}; exec sleep 600", scheduling=spot)).result(
+        timeout=30
+    )
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
+
+    (record,) = wait_for(lambda: [i for i in compute.admin("instances")["instances"] if i["status"] == "TERMINATED"])
+
+    assert record["preempted"]
+    wait_for(lambda: not alive(pid), timeout_s=5)
+    if action == "DELETE":
+        with pytest.raises(exceptions.NotFound):
+            instances.get(project=PROJECT, zone="us-central1-a", instance="vm-spot")
+    else:
+        assert instances.get(project=PROJECT, zone="us-central1-a", instance="vm-spot").status == "TERMINATED"
+
+
+def test_max_run_duration_deletes_the_instance(
+    instances: compute_v1.InstancesClient, compute: Any, wait_for: Callable[..., Any]
+) -> None:
+    scheduling = compute_v1.Scheduling(
+        max_run_duration=compute_v1.Duration(seconds=1), instance_termination_action="DELETE"
+    )
+    insert(instances, make_instance("vm-capped", "sleep 600", scheduling=scheduling)).result(timeout=30)
+
+    wait_for(lambda: compute.admin("instances")["instances"][0]["deleted"], timeout_s=5)
+    with pytest.raises(exceptions.NotFound):
+        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-capped")
+
+
+def test_list_filter_aggregated_list_and_zones(instances: compute_v1.InstancesClient, compute: Any) -> None:
+    insert(instances, make_instance("vm-a", labels={"fast-render-job": "a"})).result(timeout=30)
+    insert(instances, make_instance("vm-b", labels={"fast-render-job": "b"})).result(timeout=30)
+    insert(
+        instances, make_instance("vm-c", labels={"fast-render-job": "a"}, zone="europe-west4-b"), zone="europe-west4-b"
+    ).result(timeout=30)
+
+    request = compute_v1.ListInstancesRequest(project=PROJECT, zone="us-central1-a", filter="labels.fast-render-job=a")
+    assert [i.name for i in instances.list(request=request)] == ["vm-a"]
+    unsupported = compute_v1.ListInstancesRequest(project=PROJECT, zone="us-central1-a", filter="cpuPlatform ~ weird(")
+    assert sorted(i.name for i in instances.list(request=unsupported)) == ["vm-a", "vm-b"]
+
+    aggregated = compute_v1.AggregatedListInstancesRequest(project=PROJECT, filter='labels.fast-render-job = "a"')
+    found = {zone: [i.name for i in scoped.instances] for zone, scoped in instances.aggregated_list(request=aggregated)}
+    assert found == {"zones/us-central1-a": ["vm-a"], "zones/europe-west4-b": ["vm-c"]}
+
+    zones = compute_v1.ZonesClient(
+        credentials=AnonymousCredentials(), client_options={"api_endpoint": compute.endpoint}
+    )
+    names = {zone.name for zone in zones.list(project=PROJECT)}
+    assert {"us-central1-a", "us-east1-c", "europe-west4-a"} <= names
+
+
+def test_delayed_insert_operation_can_be_waited_on(instances: compute_v1.InstancesClient, compute: Any) -> None:
+    """A RUNNING operation must be waited on with a ZoneOperationsClient of our own.
+
+    ``operation.result()`` would poll through the InstancesClient's internal
+    ZoneOperationsClient, which google-cloud-compute builds without our
+    client_options, i.e. against compute.googleapis.com.
+    """
+    compute.admin("faults", {"stockout_zones": ["us-central1-a"], "insert_delay_s": 0.5})
+
+    operation = insert(instances, make_instance("vm-slow"))
+
+    assert operation.status == compute_v1.Operation.Status.RUNNING  # not .done(): that polls too
+    assert instances.get(project=PROJECT, zone="us-central1-a", instance="vm-slow").status == "PROVISIONING"
+    operations = compute_v1.ZoneOperationsClient(
+        credentials=AnonymousCredentials(), client_options={"api_endpoint": compute.endpoint}
+    )
+    waited = operations.wait(project=PROJECT, zone="us-central1-a", operation=operation.name)
+    assert waited.status == compute_v1.Operation.Status.DONE
+    assert waited.error.errors[0].code == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    assert waited.http_error_status_code == 503
+    with pytest.raises(exceptions.NotFound):
+        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-slow")
+
+
+def test_sigterm_stops_the_server_and_every_instance(
+    start_server: Callable[..., Any], tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    own = start_server("infra.local.compute_server", PROJECT)
+    client = compute_v1.InstancesClient(
+        credentials=AnonymousCredentials(), client_options={"api_endpoint": own.endpoint}
+    )
+    pid_file = tmp_path / "pid"
+    insert(client, make_instance("vm-orphan", f"sleep 600 & echo $! > {pid_file}; wait")).result(timeout=30)
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    disk = own.admin("instances")["instances"][0]["disk_dir"]
+
+    os.kill(own.process.proc.pid, signal.SIGTERM)
+
+    assert own.process.proc.wait(timeout=10) == 0
+    wait_for(lambda: not alive(pid), timeout_s=5)  # a zombie lingers until reaped
+    assert not os.path.exists(disk)
