@@ -54,7 +54,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
         state_dir=tmp_path_factory.mktemp("local-cloud"),
         tick_every_s=2,
         # Quick hedging so the slow-queue test does not wait 15 minutes.
-        extra_env={"PRIMARY_QUEUE_TIMEOUT_S": "6"},
+        extra_env={"PRIMARY_QUEUE_TIMEOUT_S": "6", "VM_WORKER_COMMAND": "python -m render_vm worker"},
     )
     with local:
         os.environ.update(local.env)  # the tests are clients of the local cloud, like the main app

@@ -51,7 +51,7 @@ def assert_video_delivered(job_id: str, tmp_path: Path) -> None:
 def test_primary_succeeds_without_any_vm(cloud, outcomes, faults, job_dir, tmp_path) -> None:
     job_id = submit_message(cloud, job_dir)
     outcome = outcomes.wait(job_id)
-    assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vertex"
+    assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vertex", outcome
     assert_video_delivered(job_id, tmp_path)
     assert faults.instances(job_id) == []
     assert len(faults.custom_jobs(job_id)) == 1
@@ -62,7 +62,7 @@ def test_primary_failure_falls_back_to_one_vm_that_deletes_itself(cloud, outcome
     faults.vertex(**fault)
     job_id = submit_message(cloud, job_dir)
     outcome = outcomes.wait(job_id)
-    assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm"
+    assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm", outcome
     assert_video_delivered(job_id, tmp_path)
     state = store().get(job_id)
     statuses = [h["status"] for h in state.history]
