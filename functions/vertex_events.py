@@ -9,6 +9,7 @@ duplicated, reordered or stale entries cannot mislead it.
 
 from __future__ import annotations
 
+import json
 import re
 
 from google.api_core.exceptions import NotFound
@@ -27,14 +28,27 @@ _CUSTOM_JOB_NAME = re.compile(r"projects/[^/\"\s]+/locations/[^/\"\s]+/customJob
 VertexState = aiplatform_v1.JobState
 
 
-def custom_job_name(entry: bytes) -> str | None:
-    """The custom job's full resource name, wherever the log entry carries it."""
-    match = _CUSTOM_JOB_NAME.search(entry.decode("utf-8", "replace"))
-    return match.group(0) if match else None
+def custom_job_name(entry: bytes, project: str) -> str | None:
+    """The custom job's full resource name, wherever the log entry carries it.
+
+    Entries routed by our own code carry the full name; Vertex AI's own job log
+    lines carry ``resource.labels.job_id`` and ``location`` instead.
+    """
+    text = entry.decode("utf-8", "replace")
+    match = _CUSTOM_JOB_NAME.search(text)
+    if match:
+        return match.group(0)
+    try:
+        labels = json.loads(text).get("resource", {}).get("labels", {})
+    except (ValueError, AttributeError):
+        return None
+    if labels.get("job_id") and labels.get("location"):
+        return f"projects/{project}/locations/{labels['location']}/customJobs/{labels['job_id']}"
+    return None
 
 
 def handle_vertex_event(entry: bytes) -> JobState | None:
-    name = custom_job_name(entry)
+    name = custom_job_name(entry, clients.config().project)
     if name is None:
         log.warning("vertex event without a custom job name ignored")
         return None

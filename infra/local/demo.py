@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     project = os.environ.get("GOOGLE_CLOUD_PROJECT", "fast-render-local")
     cloud = LocalCloud(project=project, ports=Ports.free(load_topology(project)), state_dir=REPO_ROOT / ".local-cloud" / "demo",
-                       tick_every_s=5)
+                       tick_every_s=5, extra_env={"VM_WORKER_COMMAND": "python -m render_vm worker"})
     print(f"Starting the local cloud (logs: {cloud.log_dir}) ...", flush=True)
     with cloud:
         print(f"  up in {cloud.up_seconds:.1f} s", flush=True)
