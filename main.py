@@ -9,6 +9,7 @@ from functions.handlers import (  # noqa: F401 -- re-exported targets
     intake_job_message,
     intake_staged_manifest,
     launch_fallback,
+    on_dead_letter,
     on_output_finalized,
     on_vertex_event,
     submit_primary,

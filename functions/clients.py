@@ -1,20 +1,25 @@
 """Google Cloud clients, made once per process and shared (as Cloud Functions advise).
 
 Endpoints come from the config; the official clients are used everywhere, so
-the same calls go to Google or to the local cloud.
+the same calls go to Google or to the local cloud. The Compute Engine and
+Vertex AI libraries are imported on first use: they cost about a second of
+cold start each, and most functions never call them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import aiplatform_v1, compute_v1, pubsub_v1, storage
+from google.cloud import pubsub_v1, storage
 
 from functions.config import Config, load_config
+
+if TYPE_CHECKING:
+    from google.cloud import aiplatform_v1, compute_v1
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,21 +42,27 @@ def publisher() -> pubsub_v1.PublisherClient:
 
 
 @functools.lru_cache(maxsize=1)
-def instances_client() -> compute_v1.InstancesClient:
+def instances_client() -> "compute_v1.InstancesClient":
+    from google.cloud import compute_v1
+
     cfg = config()
     options = ClientOptions(api_endpoint=cfg.compute_endpoint) if cfg.compute_endpoint else None
     return compute_v1.InstancesClient(credentials=_credentials(cfg), client_options=options)
 
 
 @functools.lru_cache(maxsize=1)
-def zone_operations_client() -> compute_v1.ZoneOperationsClient:
+def zone_operations_client() -> "compute_v1.ZoneOperationsClient":
+    from google.cloud import compute_v1
+
     cfg = config()
     options = ClientOptions(api_endpoint=cfg.compute_endpoint) if cfg.compute_endpoint else None
     return compute_v1.ZoneOperationsClient(credentials=_credentials(cfg), client_options=options)
 
 
 @functools.lru_cache(maxsize=1)
-def job_client() -> aiplatform_v1.JobServiceClient:
+def job_client() -> "aiplatform_v1.JobServiceClient":
+    from google.cloud import aiplatform_v1
+
     cfg = config()
     endpoint = cfg.vertex_endpoint or f"{cfg.region}-aiplatform.googleapis.com"
     return aiplatform_v1.JobServiceClient(

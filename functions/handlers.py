@@ -17,10 +17,8 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from common.logs import get_logger
-from functions import completion, fallback, intake, primary, vertex_events, watchdog
-
-log = get_logger("handlers")
+# Each handler imports its module on first call: a deployed function loads
+# only what it runs (Compute Engine's and Vertex AI's libraries are slow to import).
 
 
 def _message(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
@@ -41,12 +39,16 @@ def _is_finalize(attributes: dict[str, str]) -> bool:
 
 @functions_framework.cloud_event
 def intake_job_message(event: CloudEvent) -> None:
+    from functions import intake
+
     data, _ = _message(event)
     intake.accept_job_message(data)
 
 
 @functions_framework.cloud_event
 def intake_staged_manifest(event: CloudEvent) -> None:
+    from functions import intake
+
     _, attributes = _message(event)
     if _is_finalize(attributes):
         intake.accept_staged_manifest(attributes["objectId"])
@@ -54,22 +56,30 @@ def intake_staged_manifest(event: CloudEvent) -> None:
 
 @functions_framework.cloud_event
 def submit_primary(event: CloudEvent) -> None:
+    from functions import primary
+
     primary.submit_primary(_job_id(*_message(event)))
 
 
 @functions_framework.cloud_event
 def on_vertex_event(event: CloudEvent) -> None:
+    from functions import vertex_events
+
     data, _ = _message(event)
     vertex_events.handle_vertex_event(data)
 
 
 @functions_framework.cloud_event
 def launch_fallback(event: CloudEvent) -> None:
+    from functions import fallback
+
     fallback.launch_fallback(_job_id(*_message(event)))
 
 
 @functions_framework.cloud_event
 def on_output_finalized(event: CloudEvent) -> None:
+    from functions import completion
+
     _, attributes = _message(event)
     if _is_finalize(attributes):
         completion.complete_from_output(attributes["objectId"], attributes.get("objectGeneration"))
@@ -77,4 +87,14 @@ def on_output_finalized(event: CloudEvent) -> None:
 
 @functions_framework.cloud_event
 def watchdog_tick(event: CloudEvent) -> None:
+    from functions import watchdog
+
     watchdog.run_watchdog()
+
+
+@functions_framework.cloud_event
+def on_dead_letter(event: CloudEvent) -> None:
+    from functions import jobs
+
+    data, attributes = _message(event)
+    jobs.give_up_on_message(data, attributes)

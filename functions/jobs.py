@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 
+from common import layout
 from common.logs import get_logger
 from functions import clients
 from functions.state import PRIMARY_STATES, JobState, StateStore, Status
@@ -57,3 +59,32 @@ def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | N
         clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": reason}, job_id=job_id)
         log.warning("primary failed, falling back", job_id=job_id, failure=kind, reason=reason)
     return state
+
+
+def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | None:
+    """A message some function failed on again and again: fail its job, so it is not stuck silently.
+
+    Pub/Sub moves a message to ``dead-letters`` after its last delivery attempt;
+    the attributes say from where and how often.
+    """
+    job_id = _job_id_of_message(data, attributes)
+    source = attributes.get("CloudPubSubDeadLetterSourceSubscription", "a subscription")
+    count = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "several")
+    if job_id is None:
+        log.error("dead letter without a job", source=source, deliveries=count, attributes=attributes)
+        return None
+    return fail_job(job_id, f"gave up after {count} failed deliveries from {source} (see that function's logs)")
+
+
+def _job_id_of_message(data: bytes, attributes: dict[str, str]) -> str | None:
+    """Internal messages carry ``job_id``; GCS notifications name the object; job messages the manifest."""
+    candidates = [attributes.get("job_id")]
+    object_name = attributes.get("objectId", "")
+    candidates += [layout.job_id_of_manifest_object(object_name), layout.job_id_of_video_object(object_name)]
+    try:
+        body = json.loads(data)
+        if isinstance(body, dict):
+            candidates += [body.get("job_id"), (body.get("manifest") or {}).get("job_id") if isinstance(body.get("manifest"), dict) else None]
+    except ValueError:
+        pass
+    return next((c for c in candidates if layout.is_valid_job_id(c)), None)

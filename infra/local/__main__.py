@@ -25,9 +25,10 @@ _PORT_FLAGS = ("pubsub", "gcs", "compute", "vertex", "functions")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m infra.local", description="Start and stop the local cloud.")
-    parser.add_argument("--state-dir", type=Path, default=None, help="state, data and logs (LOCAL_CLOUD_STATE_DIR; .local-cloud)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", type=Path, help="state, data and logs (LOCAL_CLOUD_STATE_DIR; .local-cloud)")
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the local cloud and return once it is ready")
+    up = commands.add_parser("up", parents=[common], help="start the local cloud and return once it is ready")
     up.add_argument("--project", help="project id (GOOGLE_CLOUD_PROJECT; fast-render-local)")
     up.add_argument("--base-port", type=int, help=f"LOCAL_CLOUD_BASE_PORT; {cloud.DEFAULT_BASE_PORT}")
     for name in _PORT_FLAGS:
@@ -37,9 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--tick-every", type=float, help="seconds between scheduled ticks (LOCAL_CLOUD_TICK_S; the topology's)")
     up.add_argument("--no-compute-vertex", action="store_true", help="do not start the local Compute Engine and Vertex AI")
     up.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra variable for every process")
-    commands.add_parser("down", help="stop everything the last `up` started")
-    commands.add_parser("status", help="what is running")
-    commands.add_parser("env", help="print `export` lines for a client of the running cloud")
+    commands.add_parser("down", parents=[common], help="stop everything the last `up` started")
+    commands.add_parser("status", parents=[common], help="what is running")
+    commands.add_parser("env", parents=[common], help="print `export` lines for a client of the running cloud")
     return parser
 
 

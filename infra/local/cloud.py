@@ -159,6 +159,12 @@ class ProcessRecord:
     port: int | None
     log: str
     argv: tuple[str, ...] = ()
+    # False for the functions: they keep no state of their own, and a gunicorn
+    # master that imported main.py takes seconds of CPU to exit on SIGTERM, so
+    # they get SIGKILL at once (to them, the same as Cloud Run reclaiming an
+    # instance). The others get SIGTERM first, to clean up (e.g. the local
+    # Compute Engine stops its VMs' processes).
+    graceful: bool = True
 
 
 def _proc_stat(pid: int) -> tuple[str, int, int, int] | None:
@@ -200,8 +206,8 @@ def _groups_to_stop(records: Iterable[ProcessRecord]) -> set[int]:
     for record in records:
         if is_running(record):
             groups.add(record.pid)
-        elif any(pgid == record.pid for _, pgid in live.values()):
-            groups.add(record.pid)  # leader gone, members alive; a pgid in use is never reused
+        elif record.pid not in live and any(pgid == record.pid for _, pgid in live.values()):
+            groups.add(record.pid)  # leader gone, members alive: a pid in use as a pgid is never reused
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in live.items():
         children.setdefault(ppid, []).append(pid)
@@ -232,12 +238,18 @@ def _wait_groups_gone(groups: set[int], timeout_s: float) -> bool:
 
 
 def stop_processes(records: Iterable[ProcessRecord], grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM every group (and its descendants' groups), then SIGKILL what outlives ``grace_s``."""
-    groups = _groups_to_stop(records)
-    _signal_groups(groups, signal.SIGTERM)
-    if not _wait_groups_gone(groups, grace_s):
-        _signal_groups(groups, signal.SIGKILL)
-        _wait_groups_gone(groups, 5.0)
+    """Signal every group (and its descendants' groups), then SIGKILL what outlives ``grace_s``.
+
+    Graceful records get SIGTERM, the others SIGKILL (see ``ProcessRecord.graceful``).
+    """
+    records = list(records)
+    gentle = _groups_to_stop([record for record in records if record.graceful])
+    abrupt = _groups_to_stop([record for record in records if not record.graceful])
+    _signal_groups(abrupt, signal.SIGKILL)
+    _signal_groups(gentle, signal.SIGTERM)
+    if not _wait_groups_gone(gentle | abrupt, grace_s):
+        _signal_groups(gentle, signal.SIGKILL)
+        _wait_groups_gone(gentle | abrupt, 5.0)
 
 
 def _port_open(port: int) -> bool:
@@ -249,7 +261,9 @@ def _port_open(port: int) -> bool:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could bind ``port`` (as servers do, ignoring closed connections' TIME_WAIT)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
             return True
@@ -288,35 +302,42 @@ def storage_client(endpoint: str, project: str) -> storage.Client:
     return storage.Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
 
 
-def create_pubsub_resources(topology: Topology, host: str, function_ports: Mapping[str, int]) -> None:
+def create_pubsub_resources(
+    topology: Topology,
+    publisher: pubsub_v1.PublisherClient,
+    subscriber: pubsub_v1.SubscriberClient,
+    function_ports: Mapping[str, int],
+) -> None:
     """Topics, pull subscriptions, and a push subscription per function (with retry and dead letters)."""
-    publisher, subscriber = pubsub_clients(host)
     project = topology.project
     for topic in (*topology.all_topics, GCS_EVENTS_TOPIC):
         publisher.create_topic(name=publisher.topic_path(project, topic))
-    for name, topic in [(s.name, s.topic) for s in topology.pull_subscriptions] + [(GCS_EVENTS_SUBSCRIPTION, GCS_EVENTS_TOPIC)]:
-        subscriber.create_subscription(name=subscriber.subscription_path(project, name), topic=publisher.topic_path(project, topic))
+    pull = [(s.name, s.topic) for s in topology.pull_subscriptions] + [(GCS_EVENTS_SUBSCRIPTION, GCS_EVENTS_TOPIC)]
+    for name, topic in pull:
+        subscriber.create_subscription(
+            name=subscriber.subscription_path(project, name), topic=publisher.topic_path(project, topic)
+        )
     delivery = topology.push_delivery
     for function in topology.functions:
         # functions-framework turns a raw push body into a messagePublished
         # CloudEvent, taking the topic from this URL's path.
         endpoint = f"http://{HOST}:{function_ports[function.name]}/projects/{project}/topics/{function.topic}"
-        subscriber.create_subscription(
-            request={
-                "name": subscriber.subscription_path(project, function.push_subscription),
-                "topic": publisher.topic_path(project, function.topic),
-                "push_config": {"push_endpoint": endpoint},
-                "ack_deadline_seconds": delivery.ack_deadline_s,
-                "retry_policy": {
-                    "minimum_backoff": timedelta(seconds=delivery.min_backoff_s),
-                    "maximum_backoff": timedelta(seconds=delivery.max_backoff_s),
-                },
-                "dead_letter_policy": {
-                    "dead_letter_topic": publisher.topic_path(project, delivery.dead_letter_topic),
-                    "max_delivery_attempts": delivery.max_delivery_attempts,
-                },
+        request: dict[str, Any] = {
+            "name": subscriber.subscription_path(project, function.push_subscription),
+            "topic": publisher.topic_path(project, function.topic),
+            "push_config": {"push_endpoint": endpoint},
+            "ack_deadline_seconds": delivery.ack_deadline_s,
+            "retry_policy": {
+                "minimum_backoff": timedelta(seconds=delivery.min_backoff_s),
+                "maximum_backoff": timedelta(seconds=delivery.max_backoff_s),
+            },
+        }
+        if function.topic != delivery.dead_letter_topic:  # the dead letters' own consumer must not loop
+            request["dead_letter_policy"] = {
+                "dead_letter_topic": publisher.topic_path(project, delivery.dead_letter_topic),
+                "max_delivery_attempts": delivery.max_delivery_attempts,
             }
-        )
+        subscriber.create_subscription(request=request)
 
 
 def fake_gcs_binary() -> Path:
@@ -468,12 +489,13 @@ class LocalCloud:
 
     def _start_all(self) -> None:
         """Start every process at once; create resources as their services come up."""
-        pubsub = self._spawn("pubsub", self._pubsub_argv(), port=self.ports.pubsub, extra_env={"CLOUDSDK_CORE_DISABLE_PROMPTS": "1"})
+        no_prompts = {"CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        pubsub = self._spawn("pubsub", self._pubsub_argv(), port=self.ports.pubsub, extra_env=no_prompts)
         gcs = self._spawn("gcs", self._gcs_argv(), port=self.ports.gcs)
         router = self._spawn("router", self._router_argv(), port=None)
         rest: list[tuple[ProcessRecord, str | None]] = [(router, ROUTER_READY_LINE)]
         if self.with_compute_vertex:
-            compute_argv = [*self._server_argv("compute_server", self.ports.compute)]
+            compute_argv = self._server_argv("compute_server", self.ports.compute)
             vertex_argv = [*self._server_argv("vertex_server", self.ports.vertex), "--events-topic", "vertex-events"]
             rest.append((self._spawn("compute", compute_argv, port=self.ports.compute), None))
             rest.append((self._spawn("vertex", vertex_argv, port=self.ports.vertex), None))
@@ -484,11 +506,12 @@ class LocalCloud:
             runtime_dir = self.state_dir / "run" / name
             runtime_dir.mkdir(parents=True, exist_ok=True)
             argv = self._function_argv(function.target, port)
-            rest.append((self._spawn(name, argv, port=port, extra_env={"XDG_RUNTIME_DIR": str(runtime_dir)}), None))
+            record = self._spawn(name, argv, port=port, extra_env={"XDG_RUNTIME_DIR": str(runtime_dir)}, graceful=False)
+            rest.append((record, None))
         self._write_state()  # already now, so that `down` finds them even if the rest fails
 
         self._wait_ready([(pubsub, "Server started")])
-        create_pubsub_resources(self.topology, f"{HOST}:{self.ports.pubsub}", self.ports.functions)
+        create_pubsub_resources(self.topology, *self.pubsub(), self.ports.functions)
         self._wait_ready([(gcs, None)])
         for bucket in self.topology.buckets.values():
             self.storage().create_bucket(bucket)
@@ -539,21 +562,26 @@ class LocalCloud:
             "-event.list", ",".join(events or ["finalize"]),
         ]
 
-    def _spawn(self, name: str, argv: list[str], *, port: int | None, extra_env: Mapping[str, str] | None = None) -> ProcessRecord:
+    def _spawn(
+        self, name: str, argv: list[str], *, port: int | None, extra_env: Mapping[str, str] | None = None, graceful: bool = True
+    ) -> ProcessRecord:
         """Start ``argv`` in its own session (so its whole group can be stopped), output to its log."""
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:
-            popen = subprocess.Popen(
-                argv,
-                cwd=REPO_ROOT,
-                env={**self.process_env(), **(extra_env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    cwd=REPO_ROOT,
+                    env={**self.process_env(), **(extra_env or {})},
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except FileNotFoundError as error:
+                raise LocalCloudError(f"{argv[0]} not found; run infra/local/setup.sh") from error
         stat = _proc_stat(popen.pid)
-        record = ProcessRecord(name, popen.pid, stat[3] if stat else 0, port, str(log_path), tuple(argv))
+        record = ProcessRecord(name, popen.pid, stat[3] if stat else 0, port, str(log_path), tuple(argv), graceful)
         self._popens.append(popen)
         self.processes.append(record)
         return record
@@ -595,19 +623,20 @@ class LocalCloud:
 
     # ----------------------------------------------------------- Pub/Sub helpers
 
-    def _pubsub(self) -> tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
+    def pubsub(self) -> tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
+        """This cloud's Pub/Sub clients (made once, closed by ``stop``)."""
         if self._clients is None:
             self._clients = pubsub_clients(f"{HOST}:{self.ports.pubsub}")
         return self._clients
 
     def publish(self, topic: str, data: bytes, **attributes: str) -> str:
         """Publish one message to ``topic`` (an id from the topology); returns its message id."""
-        publisher, _ = self._pubsub()
+        publisher, _ = self.pubsub()
         return publisher.publish(publisher.topic_path(self.project, topic), data, **attributes).result(timeout=30)
 
     def pull(self, subscription: str, timeout: float = 10.0, max_messages: int = 10) -> list[Message]:
         """Wait up to ``timeout`` s for messages on a pull subscription; ack and return them ([] if none)."""
-        _, subscriber = self._pubsub()
+        _, subscriber = self.pubsub()
         path = subscriber.subscription_path(self.project, subscription)
         deadline = time.monotonic() + timeout
         while True:
@@ -672,5 +701,6 @@ def status_lines(state_dir: Path) -> list[str]:
         running = is_running(record)
         listening = "" if record.port is None else (" listening" if _port_open(record.port) else " not listening")
         port = "-" if record.port is None else str(record.port)
-        lines.append(f"{record.name:24} pid {record.pid:<7} port {port:<6} {'up' if running else 'DOWN'}{listening:14} {record.log}")
+        state = "up" if running else "DOWN"
+        lines.append(f"{record.name:24} pid {record.pid:<7} port {port:<6} {state}{listening:14} {record.log}")
     return lines

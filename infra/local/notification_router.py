@@ -81,7 +81,9 @@ class Router:
         message.ack()
 
 
-def run_schedule(schedule: Schedule, every_s: float, project: str, publisher: pubsub_v1.PublisherClient, stop: threading.Event) -> None:
+def run_schedule(
+    schedule: Schedule, every_s: float, project: str, publisher: pubsub_v1.PublisherClient, stop: threading.Event
+) -> None:
     """Publish a tick to the schedule's topic every ``every_s`` seconds until ``stop`` is set."""
     topic_path = publisher.topic_path(project, schedule.topic)
     while not stop.wait(every_s):
@@ -120,24 +122,20 @@ def main() -> None:
     wait_for_subscription(subscriber, path, timeout_s=60)
 
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     for schedule in topology.schedules:
         every_s = args.tick_every or schedule.every_s
         threading.Thread(target=run_schedule, args=(schedule, every_s, args.project, publisher, stop), daemon=True).start()
     streaming = subscriber.subscribe(path, callback=Router(topology, publisher).handle)
-
-    def shut_down(signum: int, frame: Any) -> None:
-        stop.set()
-        streaming.cancel()
-
-    signal.signal(signal.SIGTERM, shut_down)
-    signal.signal(signal.SIGINT, shut_down)
     log.info("routing", subscription=path, notifications=len(topology.notifications), schedules=len(topology.schedules))
     print(READY_LINE, flush=True)
-    try:
-        streaming.result()
-    except Exception:  # noqa: BLE001 -- cancel() ends result() with an error; a real one was logged by the client
-        if not stop.is_set():
-            raise
+    # The main thread only waits, so a signal is handled at once (not inside the client's locks).
+    while not stop.wait(0.2):
+        if streaming.done():
+            streaming.result()  # the stream died: raise its error, and exit non-zero
+    streaming.cancel()
+    streaming.result(timeout=10)
 
 
 if __name__ == "__main__":

