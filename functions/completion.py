@@ -15,7 +15,7 @@ from google.api_core.exceptions import GoogleAPICallError, NotFound
 
 from common import layout
 from common.logs import get_logger
-from functions import clients
+from functions import clients, memory
 from functions.jobs import store
 from functions.state import JobState, Status
 
@@ -46,6 +46,7 @@ def complete_from_output(object_name: str, generation: str | None = None) -> Job
         return None
     if changed:
         log.info("job succeeded", job_id=job_id, video=video_uri, rendered_by=report.get("rendered_by"))
+        _learn_speed(job_id, report)
     _clean_up(state)
     if not state.completion_published:
         clients.publish(
@@ -62,6 +63,17 @@ def _mark_published(state: JobState | None) -> JobState | None:
         return None
     state.completion_published = True
     return state
+
+
+def _learn_speed(job_id: str, report: dict) -> None:
+    """Feed the selector: seconds of rendering per second of video on this GPU type.
+
+    Only whole renders count: one that reused segments was faster than the GPU is.
+    """
+    gpu, render_s, video_s = report.get("gpu"), report.get("wall_s"), report.get("video_s")
+    if gpu and render_s and video_s and not report.get("segments_reused"):
+        memory.learn_speed(gpu, float(render_s), float(video_s))
+        log.info("speed learned", job_id=job_id, gpu=gpu, s_per_s=round(render_s / video_s, 4))
 
 
 def _render_report(bucket: str, job_id: str) -> dict:

@@ -50,6 +50,7 @@ class Config:
     vm_service_account: str = "default"
     vm_network: str = "global/networks/default"
     vm_max_run_s: int = 4 * 3600
+    use_spot: bool = True
 
     @property
     def vertex_parent(self) -> str:
@@ -84,4 +85,7 @@ def load_config() -> Config:
         vm_service_account=_env("VM_SERVICE_ACCOUNT", "default"),
         vm_network=_env("VM_NETWORK", "global/networks/default"),
         vm_max_run_s=int(_float("VM_MAX_RUN_S", 4 * 3600)),
+        # Spot VMs cost a third; the selector prices in preemption risk and stops
+        # offering Spot to a job after the catalog's max_preemptions.
+        use_spot=_env("USE_SPOT", "true").lower() in ("1", "true", "yes"),
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 class Action(str, enum.Enum):
     FALLBACK = "fallback"  # a VM of our own can render it: launch one
+    RETRY_PRIMARY = "retry-primary"  # a passing fault of Vertex's: submit again (bounded), then fall back
     FAIL = "fail"  # nobody can: the job fails with the reason
 
 
@@ -47,7 +48,7 @@ RULES: tuple[Rule, ...] = (
     Rule("timeout", Action.FALLBACK, pattern=_p(r"time(d)? ?out|exceeded .*(time|duration|deadline)|maximum (allowed )?(run)?time")),
     # Our own mistakes in the request: a VM launched by the same code would not fix them.
     Rule("configuration", Action.FAIL, frozenset({PERMISSION_DENIED, UNAUTHENTICATED, NOT_FOUND, FAILED_PRECONDITION})),
-    Rule("internal", Action.FALLBACK, frozenset({INTERNAL, UNAVAILABLE})),
+    Rule("internal", Action.RETRY_PRIMARY, frozenset({INTERNAL, UNAVAILABLE})),
     Rule("cancelled", Action.FALLBACK, frozenset({CANCELLED})),
 )
 DEFAULT = Rule("unknown", Action.FALLBACK)

@@ -18,6 +18,8 @@ very same insert, which Compute Engine answers with the same operation.
 from __future__ import annotations
 
 import functools
+import os
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,9 +30,9 @@ from google.api_core.exceptions import Conflict, GoogleAPICallError
 from google.cloud import compute_v1
 
 from catalog.model import Catalog, load_catalog, region_of
-from catalog.select import Block, Decision, Option, select
+from catalog.select import Block, Decision, Option, check_daily_budget, select
 from common.logs import get_logger
-from functions import clients
+from functions import clients, memory
 from functions.config import Config
 from functions.jobs import fail_job, store
 from functions.primary import JOB_LABEL, ClaimHeld
@@ -40,6 +42,8 @@ log = get_logger("fallback")
 
 STARTUP_SCRIPT = (Path(__file__).resolve().parent.parent / "render_vm" / "startup.sh").read_text()
 CLAIM_TIMEOUT_S = 300.0
+FAILOVER_BACKOFF_S = float(os.environ.get("FAILOVER_BACKOFF_S", "60"))
+FAILOVER_MAX_WAIT_S = float(os.environ.get("FAILOVER_MAX_WAIT_S", "1800"))
 _REQUEST_ID_NAMESPACE = uuid.UUID("5f4b3a52-6e0c-4d7f-9a43-7a1f0c2b9e11")
 
 
@@ -85,17 +89,25 @@ def instance_name(job_id: str, attempt: int) -> str:
     return f"fr-{job_id}-a{attempt}"
 
 
-def request_id(name: str, zone: str) -> str:
-    return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, f"{zone}/{name}"))
+def request_id(name: str, zone: str, option: Option, pass_no: int) -> str:
+    """The same insert (a redelivery) gets the same id, so Compute Engine returns the same operation.
+
+    Another GPU or provisioning in the same zone, or a later pass after a
+    backoff, is a different request and must not be answered from the old one.
+    """
+    return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, f"{zone}/{name}/{option.gpu}/{option.provisioning}/pass-{pass_no}"))
 
 
 def launch_fallback(job_id: str) -> JobState | None:
+    """Provision the job's VM (one pass over the options), or schedule the next pass, or fail the job."""
     token = uuid.uuid4().hex
     now = time.time()
 
     def claim(state: JobState | None) -> JobState | None:
         if state is None or state.status not in (Status.FALLBACK_REQUESTED, Status.VM_LAUNCHING):
             return None
+        if state.status is Status.FALLBACK_REQUESTED and state.fallback.get("retry_at", 0) > now:
+            return None  # backing off: the watchdog re-announces the job when the time comes
         if state.status is Status.VM_LAUNCHING and now - state.fallback.get("claimed_at", 0) < CLAIM_TIMEOUT_S:
             return None
         attempt = state.fallback.get("attempt") or 1
@@ -110,33 +122,78 @@ def launch_fallback(job_id: str) -> JobState | None:
     if not claimed:
         if state.status is Status.VM_LAUNCHING:
             raise ClaimHeld(f"{job_id}: another delivery is launching its VM")
-        return state  # a duplicate: the VM is up already, or the job is over
+        return state  # a duplicate, a job backing off, or one whose VM is up already
+    return _launch_pass(state, token)
 
-    cfg = clients.config()
-    attempt = state.fallback["attempt"]
+
+def _launch_pass(state: JobState, token: str) -> JobState | None:
+    cfg, job_id, fb = clients.config(), state.job_id, state.fallback
+    attempt, pass_no = fb["attempt"], fb.get("pass", 1)
+    learned = memory.learned_speeds()
+
+    def plan(blocked: list[Block]) -> Decision:
+        return select(catalog(), state.video_length_s or 0.0, deadline_s=_time_left_s(state), spot=cfg.use_spot,
+                      preemptions_so_far=fb.get("preemptions", 0), blocked=blocked, learned=learned)
+
+    # Waiting cannot help a job that no option fits even with nothing blocked (the budget, say).
+    unconstrained = plan([])
+    if unconstrained.selected is None:
+        return fail_job(job_id, f"no GPU option fits this job: {unconstrained.reasons}")
+    # The first pass skips what other jobs found empty lately; later passes, after a
+    # backoff, probe everything again (stockouts are short-lived).
+    blocked = memory.known_blocks() if pass_no == 1 else []
+    tried: list[dict] = list(fb.get("tried", []))
     name = instance_name(job_id, attempt)
-    length_s = state.video_length_s or 0.0
-    blocked: list[Block] = []
-    tried: list[dict] = []
     while True:
-        decision = select(catalog(), length_s, deadline_s=_time_left_s(state), blocked=blocked)
-        log.info("launch decision", job_id=job_id, attempt=attempt, **decision.to_log())
+        decision = plan(blocked)
+        log.info("launch decision", job_id=job_id, attempt=attempt, launch_pass=pass_no, blocks=len(blocked), **decision.to_log())
         option = decision.selected
         if option is None:
-            summary = "; ".join(f"{t['gpu']}@{t['zone']}: {t['kind']}" for t in tried) or decision.reasons
-            return fail_job(job_id, f"no GPU VM could be launched: {summary}", attempts=tried)
+            return _retry_later_or_fail(job_id, token, pass_no, fb.get("waited_s", 0.0), tried, decision)
+        budget = check_daily_budget(memory.spent_today_usd(), option.cost_usd, catalog=catalog())
+        if not budget:
+            return fail_job(job_id, f"daily budget: {budget.reason}", attempts=tried)
         for zone in option.zones:
-            failure = _insert(cfg, job_id, attempt, name, option, zone)
+            failure = _insert(cfg, job_id, attempt, name, option, zone, pass_no)
             if failure is None:
+                memory.record_spend(f"{job_id}/a{attempt}", option.cost_usd)
                 return _launched(job_id, token, name, zone, option, decision, tried)
-            tried.append({"gpu": option.gpu, "zone": zone, "kind": failure.kind, "detail": failure.detail[:300]})
+            tried.append({"pass": pass_no, "gpu": option.gpu, "provisioning": option.provisioning, "zone": zone,
+                          "kind": failure.kind, "detail": failure.detail[:300]})
             log.warning("insert failed", job_id=job_id, gpu=option.gpu, zone=zone, failure=failure.kind, detail=failure.detail[:300])
             if failure.block is None:
                 return fail_job(job_id, f"VM launch failed: {failure.detail.splitlines()[0][:300]}", attempts=tried)
             blocked.append(failure.block)
+            memory.remember_block(failure.block, failure.kind)
             if failure.kind != "stockout":
                 break  # the whole region or GPU type is out: select again
         # Each failure added a block, so the next selection weighs what is left.
+
+
+def backoff_s(pass_no: int) -> float:
+    """SkyPilot's schedule: base x 1.6^(pass-1), with +-50% jitter so jobs do not retry in lockstep."""
+    return FAILOVER_BACKOFF_S * (1.6 ** (pass_no - 1)) * random.uniform(0.5, 1.5)
+
+
+def _retry_later_or_fail(
+    job_id: str, token: str, pass_no: int, waited: float, tried: list[dict], decision: Decision
+) -> JobState | None:
+    """Nothing left to try in this pass: back off and try again, within the total bound, or fail."""
+    summary = "; ".join(f"{t['gpu']}@{t['zone']}: {t['kind']}" for t in tried[-8:]) or decision.reasons
+    delay = backoff_s(pass_no)
+    if waited + delay > FAILOVER_MAX_WAIT_S:
+        return fail_job(job_id, f"no GPU VM could be launched in {pass_no} passes over {waited:.0f} s: {summary}", attempts=tried)
+
+    def back_off(state: JobState | None) -> JobState | None:
+        if state is None or state.status is not Status.VM_LAUNCHING or state.fallback.get("claim") != token:
+            return None
+        state.fallback.update({"pass": pass_no + 1, "retry_at": time.time() + delay, "waited_s": waited + delay, "tried": tried})
+        state.move_to(Status.FALLBACK_REQUESTED, f"no capacity anywhere (pass {pass_no}): retrying in {delay:.0f} s")
+        return state
+
+    state, _ = store().update(job_id, back_off)
+    log.warning("no capacity: backing off", job_id=job_id, launch_pass=pass_no, delay_s=round(delay, 1), tried=len(tried))
+    return state
 
 
 def _time_left_s(state: JobState) -> float | None:
@@ -147,13 +204,13 @@ def _time_left_s(state: JobState) -> float | None:
     return max(state.deadline_s - elapsed, 1.0)
 
 
-def _insert(cfg: Config, job_id: str, attempt: int, name: str, option: Option, zone: str) -> InsertFailure | None:
+def _insert(cfg: Config, job_id: str, attempt: int, name: str, option: Option, zone: str, pass_no: int) -> InsertFailure | None:
     """Create the VM and wait for the operation; None on success (or if it exists already)."""
     request = compute_v1.InsertInstanceRequest(
         project=cfg.project,
         zone=zone,
         instance_resource=build_instance(cfg, job_id, attempt, name, option, zone),
-        request_id=request_id(name, zone),
+        request_id=request_id(name, zone, option, pass_no),
     )
     try:
         operation = clients.instances_client().insert(request=request)
@@ -247,8 +304,9 @@ def _launched(job_id: str, token: str, name: str, zone: str, option: Option, dec
             estimated_runtime_s=round(option.runtime_s, 1),
             estimated_cost_usd=round(option.cost_usd, 4),
             why=decision.reasons,
-            failed_inserts=tried,
+            tried=tried,
         )
+        state.fallback.pop("retry_at", None)
         state.move_to(Status.VM_RUNNING, f"VM {name} in {zone}: {option.gpu} {option.provisioning}, est. ${option.cost_usd:.2f}",
                       instance=name, zone=zone, gpu=option.gpu)
         return state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 from common import layout
 from common.logs import get_logger
@@ -47,7 +48,7 @@ def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | N
     def change(state: JobState | None) -> JobState | None:
         if state is None or state.status not in PRIMARY_STATES:
             return None
-        if custom_job and state.primary.get("custom_job") not in (None, custom_job):
+        if custom_job and state.primary.get("custom_job") != custom_job:
             return None  # an event about an older Vertex job of ours
         state.primary.update(failure=kind, error=reason)
         state.move_to(Status.FALLBACK_REQUESTED, reason, failure=kind)
@@ -59,6 +60,31 @@ def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | N
         clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": reason}, job_id=job_id)
         log.warning("primary failed, falling back", job_id=job_id, failure=kind, reason=reason)
     return state
+
+
+PRIMARY_MAX_ATTEMPTS = int(os.environ.get("PRIMARY_MAX_ATTEMPTS", "2"))
+
+
+def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> JobState | None:
+    """Submit to Vertex AI once more after a passing fault; past the limit, fall back instead."""
+
+    def change(state: JobState | None) -> JobState | None:
+        if state is None or state.status not in PRIMARY_STATES or state.primary.get("custom_job") != custom_job:
+            return None
+        attempt = int(state.primary.get("attempt", 1))
+        if attempt >= PRIMARY_MAX_ATTEMPTS:
+            return None
+        previous = [*state.primary.get("previous", []), {"custom_job": custom_job, "error": reason}]
+        state.primary = {"attempt": attempt + 1, "previous": previous}
+        state.move_to(Status.RECEIVED, f"{reason}: submitting to Vertex AI again", attempt=attempt + 1)
+        return state
+
+    state, changed = store().update(job_id, change)
+    if changed or (state is not None and state.status is Status.RECEIVED):
+        clients.publish(clients.config().topic_primary, {"job_id": job_id}, job_id=job_id)
+        log.warning("primary failed, retrying it", job_id=job_id, failure=kind, reason=reason)
+        return state
+    return request_fallback(job_id, reason, kind=kind, custom_job=custom_job)
 
 
 def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | None:

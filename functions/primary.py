@@ -26,6 +26,7 @@ from functions.state import JobState, Status
 log = get_logger("primary")
 
 JOB_LABEL = "fast-render-job"
+ATTEMPT_LABEL = "fast-render-attempt"
 CLAIM_TIMEOUT_S = 120.0
 
 
@@ -56,9 +57,10 @@ def submit_primary(job_id: str) -> JobState | None:
         return state  # already submitted or beyond: a duplicate
 
     cfg = clients.config()
+    attempt = int(state.primary.get("attempt", 1))
     try:
-        vertex_job = _find_existing(cfg, job_id) or clients.job_client().create_custom_job(
-            parent=cfg.vertex_parent, custom_job=build_custom_job(cfg, job_id)
+        vertex_job = _find_existing(cfg, job_id, attempt) or clients.job_client().create_custom_job(
+            parent=cfg.vertex_parent, custom_job=build_custom_job(cfg, job_id, attempt)
         )
     except GoogleAPICallError as err:
         # Vertex refused the job outright (e.g. 429 RESOURCE_EXHAUSTED for GPU quota).
@@ -81,7 +83,7 @@ def submit_primary(job_id: str) -> JobState | None:
     return state
 
 
-def build_custom_job(cfg: Config, job_id: str) -> aiplatform_v1.CustomJob:
+def build_custom_job(cfg: Config, job_id: str, attempt: int = 1) -> aiplatform_v1.CustomJob:
     """One replica of the render container on one GPU, with the 1-hour limit."""
     container = aiplatform_v1.ContainerSpec(
         image_uri=cfg.worker_image,
@@ -95,7 +97,7 @@ def build_custom_job(cfg: Config, job_id: str) -> aiplatform_v1.CustomJob:
     )
     return aiplatform_v1.CustomJob(
         display_name=f"fast-render-{job_id}",
-        labels={JOB_LABEL: job_id},
+        labels={JOB_LABEL: job_id, ATTEMPT_LABEL: str(attempt)},
         job_spec=aiplatform_v1.CustomJobSpec(
             worker_pool_specs=[aiplatform_v1.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container)],
             scheduling=aiplatform_v1.Scheduling(timeout=duration_pb2.Duration(seconds=cfg.vertex_timeout_s)),
@@ -103,10 +105,12 @@ def build_custom_job(cfg: Config, job_id: str) -> aiplatform_v1.CustomJob:
     )
 
 
-def _find_existing(cfg: Config, job_id: str) -> aiplatform_v1.CustomJob | None:
+def _find_existing(cfg: Config, job_id: str, attempt: int) -> aiplatform_v1.CustomJob | None:
     """The Vertex job a crashed claimant may have created already."""
-    request = aiplatform_v1.ListCustomJobsRequest(parent=cfg.vertex_parent, filter=f'labels.{JOB_LABEL}="{job_id}"')
+    request = aiplatform_v1.ListCustomJobsRequest(
+        parent=cfg.vertex_parent, filter=f'labels.{JOB_LABEL}="{job_id}" AND labels.{ATTEMPT_LABEL}="{attempt}"'
+    )
     for vertex_job in clients.job_client().list_custom_jobs(request=request):
-        if vertex_job.labels.get(JOB_LABEL) == job_id:
+        if vertex_job.labels.get(JOB_LABEL) == job_id and vertex_job.labels.get(ATTEMPT_LABEL) == str(attempt):
             return vertex_job
     return None

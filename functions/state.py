@@ -87,6 +87,33 @@ class JobState:
         return cls(**data)
 
 
+def cas_update(
+    bucket: storage.Bucket, name: str, change: Callable[[bytes | None], bytes | None], *, attempts: int = 20
+) -> tuple[bytes | None, bool]:
+    """Read-modify-write one object atomically: the write succeeds only if nobody wrote in between.
+
+    ``change`` gets the current bytes (None if the object does not exist) and
+    returns new bytes, or None to leave the object as it is. It may run several
+    times when writers race, so it must not have side effects. Returns
+    ``(bytes now stored, changed)``.
+    """
+    blob = bucket.blob(name)
+    for attempt in range(attempts):
+        try:
+            current, generation = blob.download_as_bytes(), blob.generation or 0
+        except NotFound:
+            current, generation = None, 0  # generation 0: create only
+        proposed = change(current)
+        if proposed is None:
+            return current, False
+        try:
+            blob.upload_from_string(proposed, content_type="application/json", if_generation_match=generation)
+            return proposed, True
+        except PreconditionFailed:
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
+    raise RuntimeError(f"{name}: too much contention, gave up after {attempts} attempts")
+
+
 class StateStore:
     """Reads and compare-and-swaps job state objects in one bucket."""
 
@@ -100,41 +127,19 @@ class StateStore:
         except NotFound:
             return None
 
-    def _read(self, job_id: str) -> tuple[JobState | None, int]:
-        """The state and its generation (0 when there is none: create-only writes)."""
-        blob = self._bucket.blob(layout.state_object(job_id))
-        try:
-            raw = blob.download_as_bytes()
-        except NotFound:
-            return None, 0
-        return JobState.from_json(raw), blob.generation or 0
+    def update(self, job_id: str, change: Callable[[JobState | None], JobState | None]) -> tuple[JobState | None, bool]:
+        """Apply ``change`` to the job's state atomically; returns ``(state, changed)``.
 
-    def _write(self, state: JobState, generation: int) -> None:
-        blob = self._bucket.blob(layout.state_object(state.job_id))
-        blob.upload_from_string(state.to_json(), content_type="application/json", if_generation_match=generation)
-
-    def update(
-        self, job_id: str, change: Callable[[JobState | None], JobState | None], *, attempts: int = 20
-    ) -> tuple[JobState | None, bool]:
-        """Apply ``change`` atomically; returns ``(state, changed)``.
-
-        ``change`` gets the current state (None if the job is unknown) and
-        returns the new state, or None to leave it as it is. It may be called
-        several times when writers race, so it must be a pure function of its
-        argument.
+        ``change`` gets a private copy of the current state (None if the job
+        is unknown) and returns the new state, or None to leave it as it is.
         """
-        for attempt in range(attempts):
-            current, generation = self._read(job_id)
-            # Work on a copy: a lost race must not leak half-applied changes.
-            proposed = change(JobState.from_json(current.to_json()) if current else None)
-            if proposed is None:
-                return current, False
-            try:
-                self._write(proposed, generation)
-                return proposed, True
-            except PreconditionFailed:
-                time.sleep(min(0.05 * (attempt + 1), 0.5))
-        raise RuntimeError(f"state/{job_id}.json: too much contention, gave up after {attempts} attempts")
+
+        def on_bytes(raw: bytes | None) -> bytes | None:
+            proposed = change(JobState.from_json(raw) if raw else None)
+            return proposed.to_json() if proposed else None
+
+        raw, changed = cas_update(self._bucket, layout.state_object(job_id), on_bytes)
+        return (JobState.from_json(raw) if raw else None), changed
 
     def list_ids(self) -> list[str]:
         """Every job id with a state object (for the watchdog and operators)."""

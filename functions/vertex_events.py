@@ -18,7 +18,7 @@ from google.cloud import aiplatform_v1
 from common.logs import get_logger
 from functions import clients
 from functions.failures import Action, classify
-from functions.jobs import fail_job, request_fallback, store
+from functions.jobs import fail_job, request_fallback, retry_primary, store
 from functions.primary import JOB_LABEL
 from functions.state import JobState, Status
 
@@ -95,4 +95,6 @@ def _primary_failed(job_id: str, vertex_job: aiplatform_v1.CustomJob) -> JobStat
     reason = f"primary {rule.kind}: {message.strip().splitlines()[0] if message.strip() else f'code {code}'}"
     if rule.action is Action.FAIL:
         return fail_job(job_id, reason, custom_job=vertex_job.name, code=code)
+    if rule.action is Action.RETRY_PRIMARY:
+        return retry_primary(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)
     return request_fallback(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)

@@ -1,19 +1,33 @@
 """The watchdog: every minute, look at unfinished jobs and act on what events missed.
 
-* A primary queued past ``PRIMARY_QUEUE_TIMEOUT_S``: hedge. The fallback VM is
-  launched without cancelling the primary; whichever video lands first
-  completes the job and the other renderer is stopped.
-* A primary whose Vertex job ended but whose event never came (a lost
-  message): the Vertex job's real state is applied, as the event would have.
-* A fallback VM that vanished without a video (preempted, crashed), or whose
-  worker reported an invalid job: relaunch once more as a new attempt, or fail
-  the job with the reason.
+Primary (Vertex AI) jobs:
+
+* queued past ``PRIMARY_QUEUE_TIMEOUT_S``, or running past
+  ``PRIMARY_OVERRUN_FACTOR`` x its estimate: hedge. The fallback VM is
+  launched *without* cancelling the primary; whichever video lands first
+  completes the job (the upload is create-only) and the other renderer is
+  stopped by the completion step.
+* ended without its event reaching us (a lost message): the Vertex job's real
+  state is applied, as the event would have.
+
+Fallback jobs:
+
+* waiting out a backoff, or whose fallback request was lost: announced again.
+* a VM that vanished without a video: preempted (Spot) or crashed. Relaunched
+  as a new attempt, which reuses the finished segments; the preemption count
+  steers the next choice to on-demand after the catalog's ``max_preemptions``.
+  After ``MAX_VM_ATTEMPTS`` the job fails with the reason.
+* a worker that found the job invalid: the job fails with its reason.
+
+And the reaper: a VM labelled as ours whose job is finished or unknown, or
+which is not the job's current attempt, is deleted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime, timezone
 
 from google.api_core.exceptions import NotFound
@@ -22,31 +36,41 @@ from common import layout
 from common.logs import get_logger
 from functions import clients
 from functions.jobs import fail_job, request_fallback, store
+from functions.primary import JOB_LABEL
 from functions.state import PRIMARY_STATES, JobState, Status
-from functions.vertex_events import apply_primary_state
 
 log = get_logger("watchdog")
 
 PRIMARY_QUEUE_TIMEOUT_S = float(os.environ.get("PRIMARY_QUEUE_TIMEOUT_S", "900"))
-MAX_VM_ATTEMPTS = int(os.environ.get("MAX_VM_ATTEMPTS", "3"))
+PRIMARY_OVERRUN_FACTOR = float(os.environ.get("PRIMARY_OVERRUN_FACTOR", "2"))
+FALLBACK_REANNOUNCE_S = float(os.environ.get("FALLBACK_REANNOUNCE_S", "120"))
+MAX_VM_ATTEMPTS = int(os.environ.get("MAX_VM_ATTEMPTS", "5"))
 
 
 def run_watchdog() -> dict[str, int]:
-    """One pass over every unfinished job; returns counts of what it did."""
-    acted = {"checked": 0, "hedged": 0, "relaunched": 0, "failed": 0}
+    """One pass over every unfinished job, then the reaper; returns counts of what it did."""
+    acted = {"checked": 0, "hedged": 0, "reannounced": 0, "relaunched": 0, "failed": 0, "reaped": 0}
+    states: dict[str, JobState] = {}
     for job_id in store().list_ids():
         state = store().get(job_id)
-        if state is None or state.status.terminal:
+        if state is None:
+            continue
+        states[job_id] = state
+        if state.status.terminal:
             continue
         acted["checked"] += 1
+        outcome = None
         if state.status in PRIMARY_STATES:
-            acted["hedged"] += _check_primary(state)
+            outcome = _check_primary(state)
+        elif state.status is Status.FALLBACK_REQUESTED:
+            outcome = _check_fallback_request(state)
         elif state.status is Status.VM_RUNNING:
             outcome = _check_vm(state)
-            if outcome:
-                acted[outcome] += 1
-    if acted["checked"]:
-        log.info("watchdog pass", **acted)
+        if outcome:
+            acted[outcome] += 1
+    acted["reaped"] = reap_orphans(states)
+    if any(v for k, v in acted.items() if k != "checked"):
+        log.info("watchdog acted", **acted)
     return acted
 
 
@@ -54,21 +78,57 @@ def _age_s(iso: str) -> float:
     return (datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds()
 
 
-def _check_primary(state: JobState) -> int:
+def _since(state: JobState, status: Status) -> float:
+    """Seconds since the job last entered ``status``."""
+    entered = [h["at"] for h in state.history if h["status"] == status.value]
+    return _age_s(entered[-1]) if entered else _age_s(state.updated_at)
+
+
+# ---------------------------------------------------------------- primary
+
+
+def _check_primary(state: JobState) -> str | None:
+    from functions.vertex_events import apply_primary_state
+
     custom_job = state.primary.get("custom_job")
     if custom_job:
         try:
             vertex_job = clients.job_client().get_custom_job(name=custom_job)
         except NotFound:
-            request_fallback(state.job_id, "primary job vanished", kind="lost")
-            return 1
-        state = apply_primary_state(state.job_id, vertex_job) or state
-        if state.status not in (Status.PRIMARY_SUBMITTED,):
-            return 0
-    if _age_s(state.updated_at) > PRIMARY_QUEUE_TIMEOUT_S and state.status is not Status.PRIMARY_RUNNING:
+            request_fallback(state.job_id, "the primary's Vertex AI job vanished", kind="lost")
+            return "hedged"
+        state = apply_primary_state(state.job_id, vertex_job) or state  # what a lost event would have done
+    if state.status is Status.PRIMARY_SUBMITTED and _since(state, Status.PRIMARY_SUBMITTED) > PRIMARY_QUEUE_TIMEOUT_S:
         request_fallback(state.job_id, f"primary queued for over {PRIMARY_QUEUE_TIMEOUT_S:.0f} s: hedging with a VM", kind="queued")
-        return 1
-    return 0
+        return "hedged"
+    if state.status is Status.PRIMARY_RUNNING:
+        limit = PRIMARY_OVERRUN_FACTOR * _primary_estimate_s(state)
+        if _since(state, Status.PRIMARY_RUNNING) > limit:
+            request_fallback(state.job_id, f"primary running for over {limit:.0f} s ({PRIMARY_OVERRUN_FACTOR:g} x its estimate): hedging",
+                             kind="overrun")
+            return "hedged"
+    return None
+
+
+def _primary_estimate_s(state: JobState) -> float:
+    """The primary's render time on its T4 by the catalog's baseline."""
+    from functions.fallback import catalog
+
+    return (state.video_length_s or 0.0) * catalog().baseline_s_per_s + catalog().transfer_overhead_s
+
+
+# ---------------------------------------------------------------- fallback
+
+
+def _check_fallback_request(state: JobState) -> str | None:
+    retry_at = state.fallback.get("retry_at")
+    due = retry_at is not None and retry_at <= time.time()
+    lost = retry_at is None and _age_s(state.updated_at) > FALLBACK_REANNOUNCE_S
+    if not (due or lost):
+        return None
+    clients.publish(clients.config().topic_fallback, {"job_id": state.job_id, "reason": "retry" if due else "re-announce"},
+                    job_id=state.job_id)
+    return "reannounced"
 
 
 def _check_vm(state: JobState) -> str | None:
@@ -82,28 +142,34 @@ def _check_vm(state: JobState) -> str | None:
         return None  # still working
     except NotFound:
         pass
-    if _video_exists(cfg.output_bucket, state.job_id):
+    if clients.storage_client().bucket(cfg.output_bucket).blob(layout.video_object(state.job_id)).exists():
         return None  # it finished; the completion event is on its way
     attempt = int(state.fallback.get("attempt", 1))
+    # A lost Spot VM counts as preempted even if its worker logged an error on the
+    # way down (preemption kills the renderer first): erring towards on-demand is safe.
+    preempted = state.fallback.get("provisioning") == "spot"
+    crashed = not preempted and heartbeat.get("stage") == "failed"
     if attempt >= MAX_VM_ATTEMPTS:
-        fail_job(state.job_id, f"fallback VM lost {attempt} times without a video (last: {state.fallback.get('instance')})")
+        fail_job(state.job_id, f"fallback VM lost {attempt} times without a video (last: {state.fallback.get('instance')}"
+                               f"{', ' + heartbeat['error'] if crashed and heartbeat.get('error') else ''})")
         return "failed"
-    _relaunch(state.job_id, attempt)
+    _relaunch(state.job_id, attempt, "preempted" if preempted else "crashed" if crashed else "lost")
     return "relaunched"
 
 
-def _relaunch(job_id: str, attempt: int) -> None:
+def _relaunch(job_id: str, attempt: int, why: str) -> None:
     def change(state: JobState | None) -> JobState | None:
         if state is None or state.status is not Status.VM_RUNNING or state.fallback.get("attempt") != attempt:
             return None
-        lost = state.fallback.get("instance")
-        state.fallback = {"attempt": attempt + 1, "previous": state.fallback}
-        state.move_to(Status.FALLBACK_REQUESTED, f"VM {lost} gone without a video: relaunching", attempt=attempt + 1)
+        old = state.fallback
+        previous = [*old.get("previous", []), {k: old.get(k) for k in ("attempt", "instance", "zone", "gpu", "provisioning")} | {"end": why}]
+        state.fallback = {"attempt": attempt + 1, "preemptions": old.get("preemptions", 0) + (why == "preempted"), "previous": previous}
+        state.move_to(Status.FALLBACK_REQUESTED, f"VM {old.get('instance')} {why} without a video: relaunching", attempt=attempt + 1)
         return state
 
     _, changed = store().update(job_id, change)
     if changed:
-        clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": "vm lost"}, job_id=job_id)
+        clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": f"vm {why}"}, job_id=job_id)
 
 
 def _heartbeat(bucket: str, job_id: str) -> dict:
@@ -113,5 +179,29 @@ def _heartbeat(bucket: str, job_id: str) -> dict:
         return {}
 
 
-def _video_exists(bucket: str, job_id: str) -> bool:
-    return clients.storage_client().bucket(bucket).blob(layout.video_object(job_id)).exists()
+# ---------------------------------------------------------------- reaper
+
+
+def reap_orphans(states: dict[str, JobState]) -> int:
+    """Delete our VMs that no unfinished job owns (a missed self-delete, a lost race)."""
+    cfg = clients.config()
+    reaped = 0
+    request = {"project": cfg.project, "filter": f"labels.{JOB_LABEL}:*"}
+    for zone_scope, scoped in clients.instances_client().aggregated_list(request=request):
+        for instance in scoped.instances:
+            job_id = instance.labels.get(JOB_LABEL)
+            if job_id is None:
+                continue
+            state = states.get(job_id)
+            current = state is not None and not state.status.terminal and state.fallback.get("instance") in (instance.name, None)
+            if current:
+                continue
+            zone = zone_scope.rsplit("/", 1)[-1]
+            try:
+                clients.instances_client().delete(project=cfg.project, zone=zone, instance=instance.name)
+                reaped += 1
+                log.warning("orphan VM deleted", job_id=job_id, instance=instance.name, zone=zone,
+                            job_status=state.status.value if state else "unknown")
+            except NotFound:
+                pass
+    return reaped

@@ -66,7 +66,7 @@ Fault injection and inspection, for tests (``/_admin/``):
       {"stockout_zones": ["us-central1-a"], "stockout_with_details": false,
        "quota_exceeded": [{"region": "us-central1", "gpu": "nvidia-l4"}],  # gpu "*" = any GPU
        "gpus_all_regions": ["nvidia-tesla-t4"],                             # "*" = any GPU
-       "preempt_after_s": 5, "insert_delay_s": 0}
+       "preempt_after_s": 5, "insert_delay_s": 0, "permission_denied": false}
 
   A GPU is read from ``guestAccelerators`` and from the machine family that
   carries one (g2 = L4, a2 = A100, a3 = H100). ``preempt_after_s`` and the
@@ -130,6 +130,7 @@ ZONES = (
     "us-east4-a",
     "us-east4-b",
     "us-east4-c",
+    "us-east5-a",
     "us-west1-a",
     "us-west1-b",
     "us-west4-a",
@@ -143,6 +144,7 @@ ZONES = (
     "asia-east1-a",
     "asia-east1-b",
     "asia-east1-c",
+    "asia-northeast1-a",
     "asia-southeast1-b",
     "asia-southeast1-c",
 )
@@ -183,6 +185,7 @@ class Faults:
     gpus_all_regions: list[str] = field(default_factory=list)
     preempt_after_s: float | None = None
     insert_delay_s: float = 0.0
+    permission_denied: bool = False  # every insert gets GCE's synchronous 403 "forbidden"
 
     @classmethod
     def from_json(cls, body: JsonDict) -> Faults:
@@ -482,6 +485,9 @@ class ComputeService:
             raise ApiError(
                 400, "Invalid value for field 'resource.machineType': ''. Machine type is required.", reason="invalid"
             )
+        if self.faults.permission_denied:
+            message = f"Required 'compute.instances.create' permission for 'projects/{project}/zones/{zone}/instances/{name}'"
+            raise ApiError(403, message, reason="forbidden")
         with self.lock:
             if request_id and request_id in self.request_ids:
                 return copy.deepcopy(self.operations[self.request_ids[request_id]])

@@ -177,3 +177,12 @@ def test_video_length_env_overrides_the_computed_length():
     assert resolve_video_length(60.5, environ={}) == 60.5
     with pytest.raises(CatalogError, match="video length"):
         resolve_video_length(None, environ={})
+
+
+def test_every_catalog_zone_exists_in_the_local_compute_engine() -> None:
+    """The local cloud must be able to launch every option the bundled catalog offers."""
+    from catalog.model import load_catalog
+    from infra.local.compute_server import ZONES
+
+    zones = {zone for gpu in load_catalog().gpus.values() for zone in gpu.zones}
+    assert zones <= set(ZONES)

@@ -53,8 +53,14 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
         ports=Ports.free(load_topology(PROJECT)),
         state_dir=tmp_path_factory.mktemp("local-cloud"),
         tick_every_s=2,
-        # Quick hedging so the slow-queue test does not wait 15 minutes.
-        extra_env={"PRIMARY_QUEUE_TIMEOUT_S": "6", "VM_WORKER_COMMAND": "python -m render_vm worker"},
+        extra_env={
+            "VM_WORKER_COMMAND": "python -m render_vm worker",
+            # Seconds, not the cloud's minutes: hedging, failover backoff and relaunches
+            # happen within a test's patience.
+            "PRIMARY_QUEUE_TIMEOUT_S": "6",
+            "FAILOVER_BACKOFF_S": "0.5",
+            "FAILOVER_MAX_WAIT_S": "4",
+        },
     )
     with local:
         os.environ.update(local.env)  # the tests are clients of the local cloud, like the main app
@@ -87,6 +93,12 @@ def faults(cloud: LocalCloud):
     yield Faults()
     admin(vertex, "faults", {"mode": "ok"})
     admin(compute, "faults", {})
+    # What one test taught the fleet (stockouts, spend) must not steer the next.
+    from functions import clients
+
+    bucket = clients.storage_client().bucket(clients.config().staging_bucket)
+    for blob in bucket.list_blobs(prefix="system/"):
+        blob.delete()
 
 
 @pytest.fixture
