@@ -42,7 +42,7 @@ Fault injection and inspection, for tests (``/_admin/``):
 * ``POST /_admin/faults`` replaces the faults::
 
       {"mode": "ok" | "quota" | "quota_on_create" | "timeout" | "queued",
-       "queue_s": null, "timeout_after_s": 2, "job_id_prefix": null}
+       "queue_s": null, "timeout_after_s": 2, "job_id_prefix": null, "drop_events": false}
 
   ``quota``: FAILED soon after creation with code 8 RESOURCE_EXHAUSTED and
   Vertex AI's message, "The following quota metrics exceed quota limits:
@@ -180,6 +180,7 @@ class Faults:
     queue_s: float | None = None
     timeout_after_s: float = 2.0
     job_id_prefix: str | None = None
+    drop_events: bool = False  # state changes happen but no log entry is published (a lost event)
 
     @classmethod
     def from_json(cls, body: JsonDict) -> Faults:
@@ -444,7 +445,8 @@ class VertexService:
                 job.error = error
             entry = state_log_entry(job, previous)
         log.info("custom job state", job=job.name, state=state, error=error)
-        self.events.publish(entry)
+        if not (job.faults.drop_events and job.faults.applies_to(job.spec)):
+            self.events.publish(entry)
 
     def _cancelled_while(self, job: CustomJob, wait_s: float | None) -> bool:
         """Wait ``wait_s`` (None: forever); if a cancel comes meanwhile, end the job CANCELLED."""

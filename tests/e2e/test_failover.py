@@ -201,3 +201,11 @@ def test_finished_renders_teach_the_selector_their_speed(cloud, outcomes, faults
     learned = json.loads(clients.storage_client().bucket(clients.config().staging_bucket)
                          .blob(layout.LEARNED_SPEEDS_OBJECT).download_as_bytes())
     assert len(learned["samples"][gpu]) == 1
+
+
+def test_a_lost_vertex_event_is_caught_by_the_watchdog(cloud, outcomes, faults, job_dir) -> None:
+    faults.vertex(mode="quota", drop_events=True)  # Vertex fails the job, but nobody hears about it
+    job_id = submit(cloud, job_dir)
+    outcome = outcomes.wait(job_id)
+    assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm", outcome
+    assert store().get(job_id).primary["failure"] == "quota"
