@@ -13,13 +13,13 @@ launched for it.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
+from catalog.model import ENV_VIDEO_LENGTH, env_positive_number
 from common import layout
 from common.logs import get_logger
 from common.manifest import Manifest, ManifestError, check_assets_exist, parse_manifest
@@ -120,14 +120,14 @@ def start_job(manifest: Manifest, source: str) -> JobState | None:
 
 
 def estimate_video_length(manifest: Manifest) -> float:
-    """The video's length in seconds, from the timeline rules.
+    """The video's length in seconds, by the timeline rules (``VIDEO_LENGTH_S`` overrides it).
 
-    ``VIDEO_LENGTH_S`` overrides it (the seed's knob). Otherwise scenes with
-    narration need the clip's length, read from the staged file.
+    Scenes with narration and no explicit duration need the clip's length,
+    read from the staged file; only then is anything downloaded.
     """
-    override = os.environ.get("VIDEO_LENGTH_S", "").strip()
-    if override:
-        return float(override)
+    override = env_positive_number(ENV_VIDEO_LENGTH)
+    if override is not None:
+        return override
     known = manifest.known_length_s()
     if known is not None:
         return known

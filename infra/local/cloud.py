@@ -591,7 +591,7 @@ class LocalCloud:
         popens = {popen.pid: popen for popen in self._popens}
         deadline = time.monotonic() + self.ready_timeout_s
         while pending:
-            for record, ready_text in pending:
+            for record, _ in pending:
                 if popens[record.pid].poll() is not None:
                     raise LocalCloudError(f"{record.name} exited at start; {record.log}:\n{_log_tail(record.log)}")
             pending = [(record, text) for record, text in pending if not self._is_ready(record, text)]

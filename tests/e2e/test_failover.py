@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 
 from catalog.model import load_catalog, region_of
 from catalog.select import select
 from common import layout
 from functions import clients
 from functions.jobs import store
-from functions.state import Status
 from infra.local.testkit import stage_job
 
 
