@@ -20,6 +20,7 @@ down:  ## stop everything the local cloud started
 	$(PY) -m infra.local down
 
 bench: setup  ## benchmarks: they print figures
+	$(PY) -m pip install -q --no-deps -r bench/requirements.txt
 	$(PY) bench/render.py
 	$(PY) bench/selector.py
 	$(PY) bench/failover.py
