@@ -92,8 +92,9 @@ def start_job(manifest: Manifest, source: str) -> JobState | None:
     """Check the assets, record the job (once), and hand it to the primary renderer."""
     job_id = manifest.job_id
     existing = store().get(job_id)
-    if existing is not None and existing.status is not Status.RECEIVED:
-        log.info("duplicate job ignored", job_id=job_id, status=existing.status.value)
+    if existing is not None and (existing.status is not Status.RECEIVED or existing.source != source):
+        # Known already: a duplicate, or the other door's echo of the same job.
+        log.info("duplicate job ignored", job_id=job_id, status=existing.status.value, source=source)
         return existing
     try:
         staged = {b.name for b in _bucket().list_blobs(prefix=layout.job_prefix(job_id))}
@@ -111,9 +112,9 @@ def start_job(manifest: Manifest, source: str) -> JobState | None:
 
     state, created = store().update(job_id, create)
     assert state is not None
-    if state.status is Status.RECEIVED:
+    if created or (state.status is Status.RECEIVED and state.source == source):
         # Also on a redelivery that finds RECEIVED: the first try may have
-        # crashed before publishing. The primary step is idempotent.
+        # crashed before publishing (the primary step is idempotent).
         clients.publish(clients.config().topic_primary, {"job_id": job_id}, job_id=job_id)
         log.info("job accepted" if created else "job re-announced", job_id=job_id, source=source, video_length_s=length_s)
     return state

@@ -14,6 +14,22 @@ from functions.state import PRIMARY_STATES, JobState, StateStore, Status
 log = get_logger("jobs")
 
 
+class NotYet(RuntimeError):
+    """An event arrived before the step it follows was recorded; Pub/Sub delivers it again shortly."""
+
+
+def about_current_primary(state: JobState, custom_job: str) -> bool:
+    """Whether an event about ``custom_job`` concerns the job's current Vertex job.
+
+    A quota failure can be reported before the primary step has recorded the
+    Vertex job it created; such an event is not stale, only early.
+    """
+    recorded = state.primary.get("custom_job")
+    if recorded is None and state.status is Status.PRIMARY_SUBMITTING:
+        raise NotYet(f"{state.job_id}: event about {custom_job} before the primary recorded it")
+    return recorded == custom_job
+
+
 @functools.lru_cache(maxsize=1)
 def store() -> StateStore:
     return StateStore(clients.storage_client(), clients.config().staging_bucket)
@@ -48,7 +64,7 @@ def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | N
     def change(state: JobState | None) -> JobState | None:
         if state is None or state.status not in PRIMARY_STATES:
             return None
-        if custom_job and state.primary.get("custom_job") != custom_job:
+        if custom_job and not about_current_primary(state, custom_job):
             return None  # an event about an older Vertex job of ours
         state.primary.update(failure=kind, error=reason)
         state.move_to(Status.FALLBACK_REQUESTED, reason, failure=kind)
@@ -69,7 +85,7 @@ def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> Jo
     """Submit to Vertex AI once more after a passing fault; past the limit, fall back instead."""
 
     def change(state: JobState | None) -> JobState | None:
-        if state is None or state.status not in PRIMARY_STATES or state.primary.get("custom_job") != custom_job:
+        if state is None or state.status not in PRIMARY_STATES or not about_current_primary(state, custom_job):
             return None
         attempt = int(state.primary.get("attempt", 1))
         if attempt >= PRIMARY_MAX_ATTEMPTS:

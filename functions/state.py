@@ -97,8 +97,10 @@ def cas_update(
     times when writers race, so it must not have side effects. Returns
     ``(bytes now stored, changed)``.
     """
-    blob = bucket.blob(name)
     for attempt in range(attempts):
+        # A fresh Blob each time: a reused one would ask for the generation it
+        # read last, which a competing write has just replaced (a 404).
+        blob = bucket.blob(name)
         try:
             current, generation = blob.download_as_bytes(), blob.generation or 0
         except NotFound:

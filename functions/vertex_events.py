@@ -18,7 +18,7 @@ from google.cloud import aiplatform_v1
 from common.logs import get_logger
 from functions import clients
 from functions.failures import Action, classify
-from functions.jobs import fail_job, request_fallback, retry_primary, store
+from functions.jobs import about_current_primary, fail_job, request_fallback, retry_primary, store
 from functions.primary import JOB_LABEL
 from functions.state import JobState, Status
 
@@ -78,7 +78,7 @@ def apply_primary_state(job_id: str, vertex_job: aiplatform_v1.CustomJob) -> Job
 
 def _advance(job_id: str, status: Status, note: str, custom_job: str) -> JobState | None:
     def change(state: JobState | None) -> JobState | None:
-        if state is None or state.primary.get("custom_job") != custom_job or not state.can_advance_to(status):
+        if state is None or not state.can_advance_to(status) or not about_current_primary(state, custom_job):
             return None
         state.move_to(status, note)
         return state
