@@ -7,6 +7,8 @@ Staging bucket::
     jobs/<job_id>/segments/          finished video segments (a resumed render reuses them)
     jobs/<job_id>/progress.json      the worker's heartbeat: frames done of total
     state/<job_id>.json              the job's state machine (functions/state.py)
+    system/...                       what the fleet remembers across jobs (functions/memory.py):
+                                     capacity.json, learned-speeds.json, spend/<YYYY-MM-DD>.json
 
 Output bucket::
 
@@ -23,6 +25,9 @@ JOB_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 JOBS_PREFIX = "jobs/"
 RENDERS_PREFIX = "renders/"
 STATE_PREFIX = "state/"
+SYSTEM_PREFIX = "system/"
+CAPACITY_OBJECT = "system/capacity.json"
+LEARNED_SPEEDS_OBJECT = "system/learned-speeds.json"
 
 _MANIFEST_OBJECT = re.compile(r"^jobs/([^/]+)/job\.json$")
 _VIDEO_OBJECT = re.compile(r"^renders/([^/]+)/video\.mp4$")
@@ -50,6 +55,11 @@ def progress_object(job_id: str) -> str:
 
 def state_object(job_id: str) -> str:
     return f"{STATE_PREFIX}{job_id}.json"
+
+
+def spend_object(day: str) -> str:
+    """``day`` is an ISO date (UTC), e.g. 2026-11-24."""
+    return f"{SYSTEM_PREFIX}spend/{day}.json"
 
 
 def video_object(job_id: str) -> str:

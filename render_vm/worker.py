@@ -142,14 +142,14 @@ def run(spec: WorkerSpec, client: storage.Client | None = None) -> int:
         heartbeat.update({"stage": "uploading", "frames_done": report.frames, "frames_total": report.frames}, force=True)
         wall_s = time.monotonic() - started
         render_report = {
+            **asdict(report),  # the renderer's figures: video_s, frames, wall_s (rendering alone), encoder...
             "job_id": spec.job_id,
             "rendered_by": spec.rendered_by,
             "instance": spec.instance,
             "gpu": spec.gpu,
-            "wall_s": round(wall_s, 2),
+            "worker_wall_s": round(wall_s, 2),  # download + render + upload
             "cost_usd": round(wall_s / 3600 * spec.price_per_hour, 4) if spec.price_per_hour else None,
             "segments_downloaded": reused,
-            **asdict(report),
         }
         if not _deliver(output, spec.job_id, video, render_report):
             heartbeat.update({"stage": "lost-race"}, force=True)
