@@ -13,6 +13,12 @@ so is every point between.
 
 Direction, zoom and pan are drawn from a hash of the job id, the scene index
 and the image path: varied per scene, identical on every run of the same job.
+
+Because ``z`` and ``a`` are both linear in time, every such path is a zoom
+about one fixed point: one point of the still stays at one place on the
+screen for the whole scene (see :func:`zoom_about`). Snapped to the pixel grid,
+that lets a frame be drawn with ``cv2.resize`` anchored at the fixed point, a
+separable filter about three times cheaper than a general affine warp.
 """
 
 from __future__ import annotations
@@ -86,3 +92,59 @@ def plane_matrix(path: KenBurns, u: float, src_size: tuple[int, int], dst_size: 
         [[sx, 0.0, 0.5 * sx + tx - 0.5], [0.0, sy, 0.5 * sy + ty - 0.5]],
         dtype=np.float64,
     )
+
+
+MAX_SPILL = 0.5  # of the frame: a fixed point further off-screen costs more resize work than a warp
+
+
+@dataclass(frozen=True)
+class ZoomAbout:
+    """A Ken Burns path seen as a zoom about a fixed point, snapped to the pixel grid.
+
+    ``frame_point`` (on the frame) and ``still_point`` (on the prepared still)
+    are the same point of the picture in every frame, in luma pixels from the
+    top-left corner, measured to pixel edges. Both are even, so they are pixel
+    edges of the half-size chroma planes too. Only the scale changes with time.
+    """
+
+    path: KenBurns  # the snapped path (``plane_matrix`` of it gives the same map)
+    frame_point: tuple[int, int]
+    still_point: tuple[int, int]
+
+    def scale(self, u: float, src_size: tuple[int, int], dst_size: tuple[int, int]) -> tuple[float, float]:
+        """Still pixels per frame pixel, per axis, at progress ``u`` (the same for luma and chroma)."""
+        zoom = self.path.window(u)[0]
+        return src_size[0] / (dst_size[0] * zoom), src_size[1] / (dst_size[1] * zoom)
+
+
+def zoom_about(path: KenBurns, src_size: tuple[int, int], dst_size: tuple[int, int]) -> ZoomAbout | None:
+    """``path`` moved (by at most a pixel) so its fixed point lies on even pixel edges of frame and still.
+
+    Sizes are luma pixels (both even). None when there is no fixed point worth
+    using: no zoom (a pure pan's fixed point is at infinity), a fixed point
+    more than ``MAX_SPILL`` frames off-screen, or a zoom past 1:1, where
+    resizing from the fixed point would need pixels on its far side.
+    """
+    dz = path.z1 - path.z0
+    if abs(dz) < 1e-6 or max(path.z0, path.z1) > min(s / d for s, d in zip(src_size, dst_size)) * 1.001:
+        return None
+    a0, a1, frame_point, still_point = [], [], [], []
+    for axis, (src, dst) in enumerate(zip(src_size, dst_size)):
+        # Screen position q/dst = z * still - a + 1/2; with a = a0 + (z - z0) * k, still = k is fixed.
+        k = (path.a1[axis] - path.a0[axis]) / dz
+        frame_q = dst * (0.5 - path.a0[axis] + path.z0 * k)
+        snapped_still, snapped_frame = _even(src * k), _even(frame_q)
+        if not -MAX_SPILL * dst <= snapped_frame <= (1 + MAX_SPILL) * dst:
+            return None
+        k = snapped_still / src
+        start = 0.5 - snapped_frame / dst + path.z0 * k
+        a0.append(start)
+        a1.append(start + dz * k)
+        frame_point.append(snapped_frame)
+        still_point.append(snapped_still)
+    snapped = KenBurns(path.z0, path.z1, (a0[0], a0[1]), (a1[0], a1[1]))
+    return ZoomAbout(snapped, (frame_point[0], frame_point[1]), (still_point[0], still_point[1]))
+
+
+def _even(value: float) -> int:
+    return int(round(value / 2)) * 2

@@ -2,6 +2,7 @@
 
     manifest -> narration lengths -> timeline -> segment plan
       -> segments in parallel worker processes  |  audio mixed once (a thread)
+         (one at a time per worker, chosen by ``next_segment``)
       -> concat demuxer + stream copy + mux, faststart, to a temporary name
       -> rename to the output path
 
@@ -242,19 +243,33 @@ def _render_segments(
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(todo)), mp_context=context, initializer=init_worker, initargs=(frames_queue,)
     )
+    unassigned = [s.number for s in todo]
+    running: dict[Future, int] = {}
+
+    def submit(after: int | None) -> None:
+        number = next_segment(unassigned, after, set(running.values()))
+        unassigned.remove(number)
+        running[pool.submit(render_segment, segments[number], keep / segments[number].file_name)] = number
+
     try:
-        pending: set[Future] = {pool.submit(render_segment, s, keep / s.file_name) for s in todo}
-        while pending:
-            finished, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+        # One segment per worker at a time, so the worker that just finished is the one that picks up
+        # the next submission: it gets the following segment, whose first still it already holds.
+        for _ in range(min(workers, len(todo))):
+            submit(None)
+        while running:
+            finished, _ = wait(running, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
             for frames in _drain(frames_queue):
                 progress.add(frames)
             for future in finished:
+                number = running.pop(future)
                 try:
                     result = future.result()
                 except StillError as err:
                     raise ManifestError(_image_field(manifest, err.path), str(err)) from None
                 except Exception as err:  # a worker's failure, pickled back: one line, no worker traceback
                     raise RenderError(f"{type(err).__name__}: {err}") from None
+                if unassigned:
+                    submit(after=number)
                 peaks = [max(peaks[0], result.worker_peak_rss_mb), max(peaks[1], result.encoder_peak_rss_mb)]
                 progress.segments_done += 1
                 if on_segment_done is not None:
@@ -264,6 +279,27 @@ def _render_segments(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return peaks[0], peaks[1]
+
+
+def next_segment(unassigned: list[int], after: int | None, running: set[int]) -> int:
+    """Which segment a free worker renders next, given the one it just finished (``after``).
+
+    The next one in order if nobody has it: the crossfade that ended ``after``
+    already prepared its first still. Otherwise the longest stretch nobody has
+    started: its middle, if a worker is already heading into its start (it
+    will carry on there), else its start. Stretches stay long, stills are
+    prepared about once each, and the work still splits evenly.
+    """
+    if after is not None and after + 1 in unassigned:
+        return after + 1
+    runs: list[list[int]] = []
+    for number in sorted(unassigned):
+        if runs and runs[-1][-1] == number - 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    longest = max(runs, key=len)  # the first of the longest
+    return longest[len(longest) // 2] if longest[0] - 1 in running else longest[0]
 
 
 def _drain(frames_queue) -> Iterator[int]:

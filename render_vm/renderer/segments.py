@@ -26,7 +26,7 @@ from common.timeline import SceneSlot, Timeline
 from render_vm.renderer.encoder import Encoder
 from render_vm.renderer.motion import STILL, KenBurns, kenburns_for
 
-RENDERER_VERSION = "1"  # bump when the pixels a given input makes change
+RENDERER_VERSION = "2"  # bump when the pixels a given input makes change
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from render_vm.renderer.motion import OVERSCAN, STILL, kenburns_for, plane_matrix
+from render_vm.renderer.motion import OVERSCAN, STILL, KenBurns, kenburns_for, plane_matrix, zoom_about
 
 
 def test_same_job_same_motion_other_scene_other_motion() -> None:
@@ -55,3 +55,31 @@ def test_luma_and_chroma_stay_registered() -> None:
 
 def test_no_motion_is_the_identity() -> None:
     assert plane_matrix(STILL, 0.5, (320, 180), (320, 180)) == pytest.approx(np.array([[1, 0, 0], [0, 1, 0]]))
+
+
+@pytest.mark.parametrize("scene", range(40))
+def test_zoom_about_keeps_one_point_still_on_even_pixel_edges(scene: int) -> None:
+    """The snapped path maps its frame point to its still point at every moment, and barely moves."""
+    path = kenburns_for("job-e", scene, "img.png")
+    src, dst = (2208, 1242), (1920, 1080)
+    zoom = zoom_about(path, src, dst)
+    assert zoom is not None
+    assert all(v % 2 == 0 for v in zoom.frame_point + zoom.still_point)
+    for u in (0.0, 0.3, 1.0):
+        m = plane_matrix(zoom.path, u, src, dst)
+        point = m[:, :2] @ (np.array(zoom.frame_point) - 0.5) + m[:, 2] + 0.5  # pixel edges, not centres
+        assert point == pytest.approx(zoom.still_point, abs=1e-6)
+        sx, sy = zoom.scale(u, src, dst)
+        assert (m[0, 0], m[1, 1]) == pytest.approx((sx, sy))
+        original = plane_matrix(path, u, src, dst)
+        for corner in ((0.0, 0.0), dst):
+            shift = (m - original)[:, :2] @ np.array(corner) + (m - original)[:, 2]
+            assert np.abs(shift).max() <= 2.0  # snapping moves the picture by at most two pixels
+
+
+def test_zoom_about_declines_paths_without_a_usable_fixed_point() -> None:
+    src, dst = (2208, 1242), (1920, 1080)
+    assert zoom_about(STILL, src, dst) is None  # no zoom at all
+    assert zoom_about(KenBurns(1.1, 1.1, (0.5, 0.5), (0.6, 0.5)), src, dst) is None  # a pure pan
+    assert zoom_about(KenBurns(1.02, 1.021, (0.51, 0.51), (0.56, 0.51)), src, dst) is None  # far off-screen
+    assert zoom_about(KenBurns(1.0, 1.3, (0.5, 0.5), (0.65, 0.65)), src, dst) is None  # past 1:1
