@@ -1,18 +1,25 @@
 """The fallback launcher: provision the GPU VM that renders a job the primary could not.
 
-Strategy, in the spirit of SkyPilot's failover:
+Strategy, in the spirit of SkyPilot's failover, with a memory:
 
-1. Ask the catalog's selector for the cheapest GPU that meets the job's
-   deadline (``catalog/select.py``), given what is known to be unavailable.
+1. Ask the catalog's selector for the cheapest GPU (on-demand or Spot, risk
+   priced) that meets the job's deadline (``catalog/select.py``), skipping what
+   recent jobs found unavailable (``memory.py``) and using learned speeds.
 2. Try its zones in order. A stockout blocks that zone for this GPU; a
    regional quota blocks the region; ``GPUS_ALL_REGIONS`` blocks the GPU type;
-   then select again. A configuration or permission error fails the job at once.
-3. When nothing is left, the job fails with its whole attempt history.
+   each is remembered for the next jobs; then select again. A configuration or
+   permission error fails the job at once.
+3. When nothing is left, back off (``FAILOVER_BACKOFF_S`` x 1.6 per pass, with
+   jitter; the watchdog re-announces the job when it is due) and probe
+   everything again, until ``FAILOVER_MAX_WAIT_S``; then the job fails with
+   its whole attempt history.
 
 Exactly one VM: the launch is claimed in the job's state first, the instance
 name is derived from the job id and attempt, and the ``requestId`` from the
-name and zone, so a duplicate or a crashed-and-retried delivery re-issues the
-very same insert, which Compute Engine answers with the same operation.
+name, zone, option and pass, so a duplicate or a crashed-and-retried delivery
+re-issues the very same insert, which Compute Engine answers with the same
+operation. Budget: the selector drops options over the per-job ceiling; the
+day's spend (``memory.py``) is checked before each insert.
 """
 
 from __future__ import annotations
