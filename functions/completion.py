@@ -16,7 +16,7 @@ from google.api_core.exceptions import GoogleAPICallError, NotFound
 from common import layout
 from common.logs import get_logger
 from functions import clients, memory
-from functions.jobs import store
+from functions.jobs import publish_outcome, store
 from functions.state import JobState, Status
 
 log = get_logger("completion")
@@ -34,7 +34,9 @@ def complete_from_output(object_name: str, generation: str | None = None) -> Job
         if state is None or state.status is Status.SUCCEEDED:
             return None
         # A video beats an earlier verdict: if a watchdog gave up on a job
-        # whose VM then delivered, the user still gets the video.
+        # whose VM then delivered, the user still gets the video (and hears so).
+        if state.status is Status.FAILED:
+            state.outcome_published = False
         state.error = None
         state.result = {"video": video_uri, "generation": generation, **report}
         state.move_to(Status.SUCCEEDED, f"video delivered by {report.get('rendered_by', 'a renderer')}", video=video_uri)
@@ -48,20 +50,9 @@ def complete_from_output(object_name: str, generation: str | None = None) -> Job
         log.info("job succeeded", job_id=job_id, video=video_uri, rendered_by=report.get("rendered_by"))
         _learn_speed(job_id, report)
     _clean_up(state)
-    if not state.completion_published:
-        clients.publish(
-            cfg.topic_completed,
-            {"job_id": job_id, "status": "succeeded", "video": video_uri, "rendered_by": report.get("rendered_by")},
-            job_id=job_id,
-        )
-        state, _ = store().update(job_id, _mark_published)
-    return state
-
-
-def _mark_published(state: JobState | None) -> JobState | None:
-    if state is None or state.completion_published:
-        return None
-    state.completion_published = True
+    if not state.outcome_published:
+        body = {"job_id": job_id, "status": "succeeded", "video": video_uri, "rendered_by": report.get("rendered_by")}
+        state = publish_outcome(state, cfg.topic_completed, body)
     return state
 
 

@@ -54,8 +54,29 @@ def fail_job(job_id: str, reason: str, **details: object) -> JobState | None:
     state, changed = store().update(job_id, change)
     if changed:
         log.error("job failed", job_id=job_id, reason=reason, **details)
-        clients.publish(clients.config().topic_failed, {"job_id": job_id, "status": "failed", "reason": reason}, job_id=job_id)
+    if state is not None and state.status is Status.FAILED and not state.outcome_published:
+        body = {"job_id": job_id, "status": "failed", "reason": state.error}
+        state = publish_outcome(state, clients.config().topic_failed, body)
     return state
+
+
+def publish_outcome(state: JobState, topic: str, body: dict) -> JobState:
+    """Tell the main app how the job ended, then record that it was told.
+
+    The state is written first, the message second: a crash in between is
+    mended by the next delivery, which finds ``outcome_published`` still false.
+    (So the main app may, rarely, hear twice; it keys on ``job_id``.)
+    """
+    clients.publish(topic, body, job_id=state.job_id)
+
+    def mark(current: JobState | None) -> JobState | None:
+        if current is None or current.outcome_published:
+            return None
+        current.outcome_published = True
+        return current
+
+    marked, _ = store().update(state.job_id, mark)
+    return marked or state
 
 
 def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | None = None) -> JobState | None:

@@ -61,7 +61,7 @@ class JobState:
     primary: dict[str, Any] = field(default_factory=dict)
     fallback: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
-    completion_published: bool = False
+    outcome_published: bool = False  # render-completed / render-failed sent (once the state says so)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def move_to(self, status: Status, note: str = "", **details: Any) -> None:
