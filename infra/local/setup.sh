@@ -19,7 +19,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO/.venv"
 STAMP="$REPO/.setup-stamp"
-FONTS=(fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji)
+FONTS=(fontconfig fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji)  # fontconfig: captions find fonts with fc-match/fc-list
 
 missing=()      # lines for the final report
 apt_updated=0
