@@ -23,6 +23,7 @@ bench: setup  ## benchmarks: they print figures
 	$(PY) -m pip install -q --no-deps -r bench/requirements.txt
 	$(PY) bench/render.py
 	$(PY) bench/selector.py
+	$(PY) bench/memory.py
 	$(PY) bench/failover.py
 
 clean: down
