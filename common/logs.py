@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -68,8 +67,3 @@ class StructuredLogger:
 def get_logger(component: str) -> StructuredLogger:
     """A logger whose lines carry ``component`` as a label."""
     return StructuredLogger(component)
-
-
-def monotonic_ms(since: float) -> int:
-    """Milliseconds elapsed since a ``time.monotonic()`` reading (for log fields)."""
-    return int((time.monotonic() - since) * 1000)

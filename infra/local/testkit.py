@@ -1,22 +1,22 @@
 """Driving the local cloud from outside, as the main app and an operator would.
 
 The demo and the end-to-end tests share these: stage a job folder in the
-staging bucket, publish a job message, inject faults into the Compute Engine
-and Vertex AI stand-ins, and wait for a job's state.
+staging bucket, call the Compute Engine and Vertex AI stand-ins' admin API
+(faults, history), and print a job's timeline.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from google.cloud import storage
 
 from common import layout
-from functions.state import JobState, StateStore
+from functions.state import JobState
 
 
 def stage_job(bucket: storage.Bucket, job_dir: Path, job_id: str, *, with_manifest: bool = True) -> None:
@@ -38,28 +38,10 @@ def admin(endpoint: str, path: str, body: dict[str, Any] | None = None) -> Any:
     return json.loads(raw) if raw else None
 
 
-def wait_for(store: StateStore, job_id: str, done: Callable[[JobState], bool], timeout_s: float = 120) -> JobState:
-    """Poll the job's state until ``done(state)``; raises with the last state on timeout."""
-    deadline = time.monotonic() + timeout_s
-    state = None
-    while time.monotonic() < deadline:
-        state = store.get(job_id)
-        if state is not None and done(state):
-            return state
-        time.sleep(0.25)
-    raise TimeoutError(f"job {job_id} not done after {timeout_s:.0f} s; last state: {state.to_json().decode() if state else None}")
-
-
-def finished(state: JobState) -> bool:
-    return state.status.terminal
-
-
 def format_timeline(state: JobState) -> str:
     """The job's history as operators read it: offset from the start, status, note."""
     if not state.history:
         return "(no history)"
-    from datetime import datetime
-
     start = datetime.fromisoformat(state.history[0]["at"])
     lines = []
     for entry in state.history:
