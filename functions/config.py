@@ -51,6 +51,16 @@ class Config:
     vm_network: str = "global/networks/default"
     vm_max_run_s: int = 4 * 3600
     use_spot: bool = True
+    # Failure policy (docs/architecture.md has the whole table).
+    primary_queue_timeout_s: float = 900.0  # hedge a primary queued this long
+    primary_overrun_factor: float = 2.0  # hedge a primary running this many times its estimate
+    primary_max_attempts: int = 2  # Vertex submissions per job on internal errors
+    failover_backoff_s: float = 60.0  # first backoff between launch passes (x1.6 per pass, jittered)
+    failover_max_wait_s: float = 1800.0  # total backoff before the job fails
+    stockout_ttl_s: float = 900.0  # how long a stockout is remembered across jobs
+    quota_ttl_s: float = 3600.0  # how long a quota refusal is remembered
+    max_vm_attempts: int = 5  # VMs per job (relaunches included) before it fails
+    fallback_reannounce_s: float = 120.0  # re-publish a fallback request that seems lost
 
     @property
     def vertex_parent(self) -> str:
@@ -88,4 +98,13 @@ def load_config() -> Config:
         # Spot VMs cost a third; the selector prices in preemption risk and stops
         # offering Spot to a job after the catalog's max_preemptions.
         use_spot=_env("USE_SPOT", "true").lower() in ("1", "true", "yes"),
+        primary_queue_timeout_s=_float("PRIMARY_QUEUE_TIMEOUT_S", 900),
+        primary_overrun_factor=_float("PRIMARY_OVERRUN_FACTOR", 2),
+        primary_max_attempts=int(_float("PRIMARY_MAX_ATTEMPTS", 2)),
+        failover_backoff_s=_float("FAILOVER_BACKOFF_S", 60),
+        failover_max_wait_s=_float("FAILOVER_MAX_WAIT_S", 1800),
+        stockout_ttl_s=_float("STOCKOUT_TTL_S", 900),
+        quota_ttl_s=_float("QUOTA_TTL_S", 3600),
+        max_vm_attempts=int(_float("MAX_VM_ATTEMPTS", 5)),
+        fallback_reannounce_s=_float("FALLBACK_REANNOUNCE_S", 120),
     )

@@ -25,7 +25,6 @@ day's spend (``memory.py``) is checked before each insert.
 from __future__ import annotations
 
 import functools
-import os
 import random
 import time
 import uuid
@@ -49,8 +48,6 @@ log = get_logger("fallback")
 
 STARTUP_SCRIPT = (Path(__file__).resolve().parent.parent / "render_vm" / "startup.sh").read_text()
 CLAIM_TIMEOUT_S = 300.0
-FAILOVER_BACKOFF_S = float(os.environ.get("FAILOVER_BACKOFF_S", "60"))
-FAILOVER_MAX_WAIT_S = float(os.environ.get("FAILOVER_MAX_WAIT_S", "1800"))
 _REQUEST_ID_NAMESPACE = uuid.UUID("5f4b3a52-6e0c-4d7f-9a43-7a1f0c2b9e11")
 
 
@@ -179,7 +176,7 @@ def _launch_pass(state: JobState, token: str) -> JobState | None:
 
 def backoff_s(pass_no: int) -> float:
     """SkyPilot's schedule: base x 1.6^(pass-1), with +-50% jitter so jobs do not retry in lockstep."""
-    return FAILOVER_BACKOFF_S * (1.6 ** (pass_no - 1)) * random.uniform(0.5, 1.5)
+    return clients.config().failover_backoff_s * (1.6 ** (pass_no - 1)) * random.uniform(0.5, 1.5)
 
 
 def _retry_later_or_fail(
@@ -188,7 +185,7 @@ def _retry_later_or_fail(
     """Nothing left to try in this pass: back off and try again, within the total bound, or fail."""
     summary = "; ".join(f"{t['gpu']}@{t['zone']}: {t['kind']}" for t in tried[-8:]) or decision.reasons
     delay = backoff_s(pass_no)
-    if waited + delay > FAILOVER_MAX_WAIT_S:
+    if waited + delay > clients.config().failover_max_wait_s:
         return fail_job(job_id, f"no GPU VM could be launched in {pass_no} passes over {waited:.0f} s: {summary}", attempts=tried)
 
     def back_off(state: JobState | None) -> JobState | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 
 from common import layout
 from common.logs import get_logger
@@ -99,9 +98,6 @@ def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | N
     return state
 
 
-PRIMARY_MAX_ATTEMPTS = int(os.environ.get("PRIMARY_MAX_ATTEMPTS", "2"))
-
-
 def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> JobState | None:
     """Submit to Vertex AI once more after a passing fault; past the limit, fall back instead."""
 
@@ -109,7 +105,7 @@ def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> Jo
         if state is None or state.status not in PRIMARY_STATES or not about_current_primary(state, custom_job):
             return None
         attempt = int(state.primary.get("attempt", 1))
-        if attempt >= PRIMARY_MAX_ATTEMPTS:
+        if attempt >= clients.config().primary_max_attempts:
             return None
         previous = [*state.primary.get("previous", []), {"custom_job": custom_job, "error": reason}]
         state.primary = {"attempt": attempt + 1, "previous": previous}

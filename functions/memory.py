@@ -16,7 +16,6 @@ Each is one small JSON object changed by compare-and-swap (``state.cas_update``)
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime, timezone
 
@@ -24,10 +23,6 @@ from catalog.learned import LearnedSpeeds
 from catalog.select import Block
 from common import layout
 from functions.state import cas_update
-
-STOCKOUT_TTL_S = float(os.environ.get("STOCKOUT_TTL_S", "900"))
-QUOTA_TTL_S = float(os.environ.get("QUOTA_TTL_S", "3600"))
-
 
 def _bucket():
     from functions import clients
@@ -60,7 +55,10 @@ def known_blocks(now: float | None = None) -> list[Block]:
 
 def remember_block(block: Block, kind: str) -> None:
     """Record a stockout or quota refusal for the next jobs (expired entries are dropped)."""
-    ttl = STOCKOUT_TTL_S if kind == "stockout" else QUOTA_TTL_S
+    from functions import clients
+
+    cfg = clients.config()
+    ttl = cfg.stockout_ttl_s if kind == "stockout" else cfg.quota_ttl_s
     now = time.time()
     entry = {"gpu": block.gpu, "location": block.location, "provisioning": block.provisioning, "reason": block.reason,
              "kind": kind, "seen": now, "until": now + ttl}

@@ -26,7 +26,6 @@ which is not the job's current attempt, is deleted.
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime, timezone
 
@@ -40,12 +39,6 @@ from functions.primary import JOB_LABEL
 from functions.state import PRIMARY_STATES, JobState, Status
 
 log = get_logger("watchdog")
-
-PRIMARY_QUEUE_TIMEOUT_S = float(os.environ.get("PRIMARY_QUEUE_TIMEOUT_S", "900"))
-PRIMARY_OVERRUN_FACTOR = float(os.environ.get("PRIMARY_OVERRUN_FACTOR", "2"))
-FALLBACK_REANNOUNCE_S = float(os.environ.get("FALLBACK_REANNOUNCE_S", "120"))
-MAX_VM_ATTEMPTS = int(os.environ.get("MAX_VM_ATTEMPTS", "5"))
-
 
 def run_watchdog() -> dict[str, int]:
     """One pass over every unfinished job, then the reaper; returns counts of what it did."""
@@ -98,13 +91,14 @@ def _check_primary(state: JobState) -> str | None:
             request_fallback(state.job_id, "the primary's Vertex AI job vanished", kind="lost")
             return "hedged"
         state = apply_primary_state(state.job_id, vertex_job) or state  # what a lost event would have done
-    if state.status is Status.PRIMARY_SUBMITTED and _since(state, Status.PRIMARY_SUBMITTED) > PRIMARY_QUEUE_TIMEOUT_S:
-        request_fallback(state.job_id, f"primary queued for over {PRIMARY_QUEUE_TIMEOUT_S:.0f} s: hedging with a VM", kind="queued")
+    cfg = clients.config()
+    if state.status is Status.PRIMARY_SUBMITTED and _since(state, Status.PRIMARY_SUBMITTED) > cfg.primary_queue_timeout_s:
+        request_fallback(state.job_id, f"primary queued for over {cfg.primary_queue_timeout_s:.0f} s: hedging with a VM", kind="queued")
         return "hedged"
     if state.status is Status.PRIMARY_RUNNING:
-        limit = PRIMARY_OVERRUN_FACTOR * _primary_estimate_s(state)
+        limit = cfg.primary_overrun_factor * _primary_estimate_s(state)
         if _since(state, Status.PRIMARY_RUNNING) > limit:
-            request_fallback(state.job_id, f"primary running for over {limit:.0f} s ({PRIMARY_OVERRUN_FACTOR:g} x its estimate): hedging",
+            request_fallback(state.job_id, f"primary running for over {limit:.0f} s ({cfg.primary_overrun_factor:g} x its estimate): hedging",
                              kind="overrun")
             return "hedged"
     return None
@@ -123,7 +117,7 @@ def _primary_estimate_s(state: JobState) -> float:
 def _check_fallback_request(state: JobState) -> str | None:
     retry_at = state.fallback.get("retry_at")
     due = retry_at is not None and retry_at <= time.time()
-    lost = retry_at is None and _age_s(state.updated_at) > FALLBACK_REANNOUNCE_S
+    lost = retry_at is None and _age_s(state.updated_at) > clients.config().fallback_reannounce_s
     if not (due or lost):
         return None
     clients.publish(clients.config().topic_fallback, {"job_id": state.job_id, "reason": "retry" if due else "re-announce"},
@@ -149,7 +143,7 @@ def _check_vm(state: JobState) -> str | None:
     # way down (preemption kills the renderer first): erring towards on-demand is safe.
     preempted = state.fallback.get("provisioning") == "spot"
     crashed = not preempted and heartbeat.get("stage") == "failed"
-    if attempt >= MAX_VM_ATTEMPTS:
+    if attempt >= cfg.max_vm_attempts:
         fail_job(state.job_id, f"fallback VM lost {attempt} times without a video (last: {state.fallback.get('instance')}"
                                f"{', ' + heartbeat['error'] if crashed and heartbeat.get('error') else ''})")
         return "failed"
