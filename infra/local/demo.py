@@ -27,7 +27,7 @@ import av
 
 from common import layout
 from infra.local.cloud import REPO_ROOT, LocalCloud, Ports
-from infra.local.testkit import admin, format_timeline, stage_job
+from infra.local.testkit import admin, format_timeline, submit_job
 from infra.local.topology import load_topology
 
 
@@ -63,10 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             manifest = make_sample_job(job_dir, scenes=args.scenes, width=args.width, height=args.height,
                                        seconds_per_scene=3.0, job_id=job_id)
             staging = clients.storage_client().bucket(clients.config().staging_bucket)
-            stage_job(staging, job_dir, job_id, with_manifest=False)
-        print(f"Staged job {job_id}: {len(manifest['scenes'])} scenes, {args.width}x{args.height}; publishing the job message",
+            submit_job(cloud, staging, job_dir)
+        print(f"Staged job {job_id} ({len(manifest['scenes'])} scenes, {args.width}x{args.height}) and published its job message",
               flush=True)
-        cloud.publish("render-jobs", json.dumps({"manifest": manifest}).encode(), job_id=job_id)
 
         outcome = _wait_for_outcome(cloud, job_id, timeout_s=600)
         state = store().get(job_id)

@@ -11,12 +11,15 @@ import json
 import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.cloud import storage
 
 from common import layout
 from functions.state import JobState
+
+if TYPE_CHECKING:
+    from infra.local.cloud import LocalCloud
 
 
 def stage_job(bucket: storage.Bucket, job_dir: Path, job_id: str, *, with_manifest: bool = True) -> None:
@@ -26,6 +29,14 @@ def stage_job(bucket: storage.Bucket, job_dir: Path, job_id: str, *, with_manife
         bucket.blob(layout.asset_object(job_id, path.relative_to(job_dir).as_posix())).upload_from_filename(str(path))
     if with_manifest:
         bucket.blob(layout.manifest_object(job_id)).upload_from_filename(str(job_dir / "job.json"), content_type="application/json")
+
+
+def submit_job(cloud: "LocalCloud", bucket: storage.Bucket, job_dir: Path) -> str:
+    """The main app's path: stage the assets, then publish the manifest inline on ``render-jobs``."""
+    manifest = json.loads((job_dir / "job.json").read_text())
+    stage_job(bucket, job_dir, manifest["job_id"], with_manifest=False)
+    cloud.publish("render-jobs", json.dumps({"manifest": manifest}).encode(), job_id=manifest["job_id"])
+    return manifest["job_id"]
 
 
 def admin(endpoint: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -16,15 +16,11 @@ from catalog.select import select
 from common import layout
 from functions import clients
 from functions.jobs import store
-from infra.local.testkit import stage_job
+from infra.local.testkit import submit_job
 
 
 def submit(cloud, job_dir) -> str:
-    manifest = json.loads((job_dir / "job.json").read_text())
-    bucket = clients.storage_client().bucket(clients.config().staging_bucket)
-    stage_job(bucket, job_dir, manifest["job_id"], with_manifest=False)
-    cloud.publish("render-jobs", json.dumps({"manifest": manifest}).encode(), job_id=manifest["job_id"])
-    return manifest["job_id"]
+    return submit_job(cloud, clients.storage_client().bucket(clients.config().staging_bucket), job_dir)
 
 
 def first_choice(job_dir):

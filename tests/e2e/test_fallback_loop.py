@@ -17,15 +17,12 @@ from common import layout
 from functions import clients
 from functions.jobs import store
 from functions.state import Status
-from infra.local.testkit import stage_job
+from infra.local.testkit import stage_job, submit_job
 
 
 def submit_message(cloud, job_dir: Path) -> str:
     """The main app's path: assets staged, the manifest inline in a job message."""
-    manifest = json.loads((job_dir / "job.json").read_text())
-    stage_job(staging(), job_dir, manifest["job_id"], with_manifest=False)
-    cloud.publish("render-jobs", json.dumps({"manifest": manifest}).encode(), job_id=manifest["job_id"])
-    return manifest["job_id"]
+    return submit_job(cloud, staging(), job_dir)
 
 
 def staging():
