@@ -92,9 +92,21 @@ def _primary_failed(job_id: str, vertex_job: aiplatform_v1.CustomJob) -> JobStat
     if vertex_job.state == VertexState.JOB_STATE_CANCELLED and not code:
         code, message = 1, message or "cancelled"
     rule = classify(code, message)
-    reason = f"primary {rule.kind}: {message.strip().splitlines()[0] if message.strip() else f'code {code}'}"
+    reason = failure_reason(rule.kind, code, message)
     if rule.action is Action.FAIL:
         return fail_job(job_id, reason, custom_job=vertex_job.name, code=code)
     if rule.action is Action.RETRY_PRIMARY:
         return retry_primary(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)
     return request_fallback(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)
+
+
+def failure_reason(kind: str, code: int, message: str) -> str:
+    """One line for the job's history: Vertex's first line, or for an invalid job the
+    renderer's own line (the container's last stderr line, which names the field)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return f"primary {kind}: code {code}"
+    if kind == "invalid":
+        return f"invalid job: {lines[-1].removeprefix('error: ')}"
+    return f"primary {kind}: {lines[0]}"
+

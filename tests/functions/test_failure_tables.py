@@ -8,6 +8,7 @@ from catalog.model import load_catalog
 from catalog.select import select
 from functions.failures import Action, classify
 from functions.fallback import classify_insert_error, instance_name, request_id
+from functions.vertex_events import failure_reason
 
 
 @pytest.mark.parametrize(
@@ -61,3 +62,11 @@ def test_instance_names_and_request_ids_are_deterministic(option) -> None:
     assert request_id(name, "us-central1-a", option, 1) == request_id(name, "us-central1-a", option, 1)
     assert request_id(name, "us-central1-a", option, 1) != request_id(name, "us-central1-a", option, 2)
     assert request_id(name, "us-central1-a", option, 1) != request_id(name, "us-central1-b", option, 1)
+
+
+def test_an_invalid_job_reported_by_vertex_keeps_the_renderers_one_line_reason() -> None:
+    message = "The replica workerpool0-0 exited with a non-zero status of 2.\nerror: scenes[3].image: file not found: images/004.png"
+    assert failure_reason("invalid", 3, message) == "invalid job: scenes[3].image: file not found: images/004.png"
+    assert failure_reason("quota", 8, "The following quota metrics exceed quota limits: x") == (
+        "primary quota: The following quota metrics exceed quota limits: x"
+    )
