@@ -10,8 +10,13 @@
   scheduled ticks;
 * the local Compute Engine and Vertex AI (``infra.local.compute_server``,
   ``infra.local.vertex_server``);
-* one functions-framework process per topology function, fed by a push
-  subscription on its topic, as Eventarc does in the cloud.
+* one functions-framework process per topology function, each kept running
+  by ``infra.local.supervise`` (restarted when it dies, as Cloud Functions
+  replaces a crashed instance), fed by a push subscription on its topic, as
+  Eventarc does in the cloud;
+* the push relay (``infra.local.push_relay``): every push subscription points
+  at it and it forwards to the function; its fault API (duplicates, drops,
+  kills mid-delivery) is the only place where delivery misbehaves on purpose.
 
 Then it creates the topics, subscriptions and buckets, and writes a state file
 (``<state dir>/cloud.json``: pids, ports, the client env) so that another
@@ -39,7 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,8 @@ from google.pubsub_v1.services.publisher.transports import PublisherGrpcTranspor
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from infra.local.notification_router import READY_LINE as ROUTER_READY_LINE
+from infra.local.push_relay import RelayClient
+from infra.local.supervise import read_pid
 from infra.local.topology import DEFAULT_PATH as DEFAULT_TOPOLOGY
 from infra.local.topology import Topology, load_topology
 
@@ -70,7 +77,7 @@ _FAKE_GCS_EVENTS = {"OBJECT_FINALIZE": "finalize", "OBJECT_DELETE": "delete", "O
 # Port layout from the base port; the Compute/Vertex ports match the examples in
 # docs/architecture.md (8791, 8792).
 DEFAULT_BASE_PORT = 8780
-_OFFSETS = {"pubsub": 0, "gcs": 1, "compute": 11, "vertex": 12, "functions": 20}
+_OFFSETS = {"pubsub": 0, "gcs": 1, "compute": 11, "vertex": 12, "relay": 13, "functions": 20}
 
 # Caller variables every child needs to run at all; everything else it gets is
 # chosen here (see LocalCloud.process_env), so a developer's shell cannot change
@@ -97,6 +104,7 @@ class Ports:
     compute: int
     vertex: int
     functions: dict[str, int]
+    relay: int = 0  # the push relay (0: pick a free one at start)
 
     @classmethod
     def from_env(cls, topology: Topology, environ: Mapping[str, str] = os.environ) -> Ports:
@@ -104,8 +112,9 @@ class Ports:
 
         ``LOCAL_CLOUD_PUBSUB_PORT`` (base), ``LOCAL_CLOUD_GCS_PORT`` (base+1),
         ``LOCAL_CLOUD_COMPUTE_PORT`` (base+11), ``LOCAL_CLOUD_VERTEX_PORT``
-        (base+12), ``LOCAL_CLOUD_FUNCTIONS_PORT`` (base+20: the first function's;
-        the others follow in topology order).
+        (base+12), ``LOCAL_CLOUD_RELAY_PORT`` (base+13, the push relay),
+        ``LOCAL_CLOUD_FUNCTIONS_PORT`` (base+20: the first function's; the
+        others follow in topology order).
         """
         base = int(environ.get("LOCAL_CLOUD_BASE_PORT") or DEFAULT_BASE_PORT)
         port = {name: int(environ.get(f"LOCAL_CLOUD_{name.upper()}_PORT") or base + offset) for name, offset in _OFFSETS.items()}
@@ -115,12 +124,13 @@ class Ports:
             compute=port["compute"],
             vertex=port["vertex"],
             functions={f.name: port["functions"] + i for i, f in enumerate(topology.functions)},
+            relay=port["relay"],
         )
 
     @classmethod
     def free(cls, topology: Topology) -> Ports:
         """Ports nothing listens on right now (for tests that run beside other clouds)."""
-        sockets = [socket.socket() for _ in range(4 + len(topology.functions))]
+        sockets = [socket.socket() for _ in range(5 + len(topology.functions))]
         try:
             for sock in sockets:  # all bound at once, so no two are the same
                 sock.bind((HOST, 0))
@@ -128,7 +138,8 @@ class Ports:
         finally:
             for sock in sockets:
                 sock.close()
-        return cls(*numbers[:4], functions={f.name: numbers[4 + i] for i, f in enumerate(topology.functions)})
+        functions = {f.name: numbers[5 + i] for i, f in enumerate(topology.functions)}
+        return cls(*numbers[:4], functions=functions, relay=numbers[4])
 
     def named(self) -> dict[str, int]:
         """Process name -> port, for every port (the names of ``LocalCloud.processes``)."""
@@ -137,13 +148,19 @@ class Ports:
             "gcs": self.gcs,
             "compute": self.compute,
             "vertex": self.vertex,
+            "relay": self.relay,
             **{function_process(name): port for name, port in self.functions.items()},
         }
 
 
 def function_process(function_name: str) -> str:
-    """The process (and log file) name of a function."""
+    """The process (and log file) name of a function (its supervisor's, in fact)."""
     return f"fn-{function_name}"
+
+
+def topic_path(project: str, topic: str) -> str:
+    """The path a push goes to: functions-framework builds the messagePublished CloudEvent's source from it."""
+    return f"/projects/{project}/topics/{topic}"
 
 
 # --------------------------------------------------------------------------- processes
@@ -159,11 +176,10 @@ class ProcessRecord:
     port: int | None
     log: str
     argv: tuple[str, ...] = ()
-    # False for the functions: they keep no state of their own, and a gunicorn
-    # master that imported main.py takes seconds of CPU to exit on SIGTERM, so
-    # they get SIGKILL at once (to them, the same as Cloud Run reclaiming an
-    # instance). The others get SIGTERM first, to clean up (e.g. the local
-    # Compute Engine stops its VMs' processes).
+    # False: SIGKILL at once. True: SIGTERM first, to clean up (the local
+    # Compute Engine stops its VMs' processes; a function's supervisor stops
+    # restarting and SIGKILLs its functions-framework process, which keeps no
+    # state and whose gunicorn master takes seconds of CPU to exit on SIGTERM).
     graceful: bool = True
 
 
@@ -306,9 +322,13 @@ def create_pubsub_resources(
     topology: Topology,
     publisher: pubsub_v1.PublisherClient,
     subscriber: pubsub_v1.SubscriberClient,
-    function_ports: Mapping[str, int],
+    push_endpoints: Mapping[str, str],
 ) -> None:
-    """Topics, pull subscriptions, and a push subscription per function (with retry and dead letters)."""
+    """Topics, pull subscriptions, and a push subscription per function (with retry and dead letters).
+
+    ``push_endpoints`` maps each function to the URL its subscription pushes to
+    (``push_endpoint``); the path must end in ``/projects/P/topics/T``.
+    """
     project = topology.project
     for topic in (*topology.all_topics, GCS_EVENTS_TOPIC):
         publisher.create_topic(name=publisher.topic_path(project, topic))
@@ -319,9 +339,7 @@ def create_pubsub_resources(
         )
     delivery = topology.push_delivery
     for function in topology.functions:
-        # functions-framework turns a raw push body into a messagePublished
-        # CloudEvent, taking the topic from this URL's path.
-        endpoint = f"http://{HOST}:{function_ports[function.name]}/projects/{project}/topics/{function.topic}"
+        endpoint = push_endpoints[function.name]
         request: dict[str, Any] = {
             "name": subscriber.subscription_path(project, function.push_subscription),
             "topic": publisher.topic_path(project, function.topic),
@@ -379,6 +397,8 @@ class LocalCloud:
         self.topology = load_topology(self.project, topology_path)
         self.topology_path = Path(topology_path)
         self.ports = ports or Ports.from_env(self.topology)
+        if not self.ports.relay:
+            self.ports = replace(self.ports, relay=Ports.free(self.topology).relay)
         self.state_dir = resolve_state_dir(state_dir)
         self.source = Path(source or os.environ.get("LOCAL_CLOUD_SOURCE") or REPO_ROOT / "main.py").resolve()
         self.with_compute_vertex = with_compute_vertex
@@ -503,15 +523,16 @@ class LocalCloud:
             port = self.ports.functions[function.name]
             name = function_process(function.name)
             # gunicorn puts its control socket in $XDG_RUNTIME_DIR (else ~/.gunicorn): one each.
-            runtime_dir = self.state_dir / "run" / name
+            runtime_dir = self.pid_file(function.name).parent
             runtime_dir.mkdir(parents=True, exist_ok=True)
-            argv = self._function_argv(function.target, port)
-            record = self._spawn(name, argv, port=port, extra_env={"XDG_RUNTIME_DIR": str(runtime_dir)}, graceful=False)
+            argv = [*self._supervise_argv(function.name), *self._function_argv(function.target, port)]
+            record = self._spawn(name, argv, port=port, extra_env={"XDG_RUNTIME_DIR": str(runtime_dir)})
             rest.append((record, None))
+        rest.append((self._spawn("relay", self._relay_argv(), port=self.ports.relay), None))
         self._write_state()  # already now, so that `down` finds them even if the rest fails
 
         self._wait_ready([(pubsub, "Server started")])
-        create_pubsub_resources(self.topology, *self.pubsub(), self.ports.functions)
+        create_pubsub_resources(self.topology, *self.pubsub(), self.push_endpoints())
         self._wait_ready([(gcs, None)])
         for bucket in self.topology.buckets.values():
             self.storage().create_bucket(bucket)
@@ -536,6 +557,19 @@ class LocalCloud:
 
     def _server_argv(self, module: str, port: int) -> list[str]:
         return [sys.executable, "-m", f"infra.local.{module}", "--port", str(port), "--project", self.project]
+
+    def _supervise_argv(self, function: str) -> list[str]:
+        pid_file = self.pid_file(function)
+        return [sys.executable, "-m", "infra.local.supervise", "--name", function, "--pid-file", str(pid_file), "--"]
+
+    def _relay_argv(self) -> list[str]:
+        routes = {
+            name: {"url": f"http://{HOST}:{port}", "pid_file": str(self.pid_file(name))}
+            for name, port in self.ports.functions.items()
+        }
+        path = self.state_dir / "relay-routes.json"
+        path.write_text(json.dumps({"functions": routes}, indent=1) + "\n")
+        return [sys.executable, "-m", "infra.local.push_relay", "--port", str(self.ports.relay), "--routes", str(path)]
 
     def _function_argv(self, target: str, port: int) -> list[str]:
         return [
@@ -620,6 +654,48 @@ class LocalCloud:
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state, indent=2) + "\n")
         temporary.replace(self.state_file)
+
+    # ----------------------------------------------------------- functions and the push relay
+
+    def pid_file(self, function: str) -> Path:
+        """Where the function's supervisor keeps the pid of its functions-framework process."""
+        return self.state_dir / "run" / function_process(function) / "child.pid"
+
+    def function_url(self, function: str) -> str:
+        """The function's own push URL (what the relay forwards to)."""
+        topic = self.topology.function(function).topic
+        return f"http://{HOST}:{self.ports.functions[function]}{topic_path(self.project, topic)}"
+
+    def push_endpoints(self) -> dict[str, str]:
+        """Function name -> its push subscription's endpoint: the relay, with the function's name first."""
+        return {
+            f.name: f"http://{HOST}:{self.ports.relay}/{f.name}{topic_path(self.project, f.topic)}"
+            for f in self.topology.functions
+        }
+
+    @property
+    def relay(self) -> RelayClient:
+        """The push relay's fault API (``relay.set_faults(duplicate={...})``, ``relay.stats()``...)."""
+        return RelayClient(f"http://{HOST}:{self.ports.relay}")
+
+    def function_pid(self, function: str) -> int | None:
+        """The pid (and process group) of the function's functions-framework process; None while it restarts."""
+        return read_pid(self.pid_file(function))
+
+    def kill_function(self, function: str) -> int | None:
+        """SIGKILL the function's process group, as a crash or Cloud Run reclaiming the instance.
+
+        Returns the pid killed (None if none was running). Waits for nothing:
+        the supervisor starts it again, and Pub/Sub redelivers what it had not answered.
+        """
+        pid = self.function_pid(function)
+        if pid is None:
+            return None
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return None
+        return pid
 
     # ----------------------------------------------------------- Pub/Sub helpers
 

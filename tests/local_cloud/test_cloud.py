@@ -40,6 +40,19 @@ def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     return value
 
 
+def functions_framework_processes(needle: str) -> list[int]:
+    """Pids of live functions-framework processes whose command line holds ``needle``."""
+    found = []
+    for pid in cloud_module.live_processes():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"functions-framework" in arg for arg in argv) and any(needle.encode() in arg for arg in argv):
+            found.append(pid)
+    return found
+
+
 class Received:
     """What the stand-in functions recorded, one list of CloudEvents (as dicts) per target."""
 
@@ -219,6 +232,33 @@ def test_pull_subscription_receives_published_messages(cloud: LocalCloud) -> Non
     assert cloud.pull("render-completed-main", timeout=0.2) == []
 
 
+def test_pushes_go_through_the_relay_which_can_duplicate_them(cloud: LocalCloud, received: Received) -> None:
+    endpoints = cloud.push_endpoints()
+    assert endpoints["intake-message"] == (
+        f"http://127.0.0.1:{cloud.ports.relay}/intake-message/projects/{PROJECT}/topics/render-jobs"
+    )
+    cloud.relay.set_faults(duplicate={"copies": 2, "functions": ["intake-message"]})
+    try:
+        message_id = cloud.publish("render-jobs", b'{"job_id": "dup"}', job_id="dup")
+        events = wait_until(lambda: len(received.with_message_id("intake_job_message", message_id)) == 2
+                            and received.with_message_id("intake_job_message", message_id))
+        assert {e["source"] for e in events} == {f"//pubsub.googleapis.com/projects/{PROJECT}/topics/render-jobs"}
+        assert cloud.relay.stats()["functions"]["intake-message"]["duplicates"] == 1
+    finally:
+        cloud.relay.reset()
+
+
+def test_a_killed_function_comes_back_and_gets_the_message_again(cloud: LocalCloud, received: Received) -> None:
+    before = cloud.function_pid("intake-message")
+    assert cloud.kill_function("intake-message") == before
+    message_id = cloud.publish("render-jobs", b'{"job_id": "after-kill"}', job_id="after-kill")
+    # The first push may find it down (a 503 from the relay); Pub/Sub redelivers after its backoff.
+    wait_until(lambda: received.with_message_id("intake_job_message", message_id), timeout_s=30)
+    assert cloud.function_pid("intake-message") not in (None, before)
+    log = Path(cloud.log_dir / "fn-intake-message.log").read_text()
+    assert f"pid {before} ended (signal 9)" in log
+
+
 def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalCloud) -> None:
     def cli(*args: str) -> str:
         argv = [sys.executable, "-m", "infra.local", *args, "--state-dir", str(cloud.state_dir)]
@@ -234,5 +274,7 @@ def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalClou
     cloud.stop()  # reaps our children (down ran in another process); idempotent
     leftovers = [pid for pid, (_, pgid) in cloud_module.live_processes().items() if pgid in groups]
     assert leftovers == []
+    # The functions run in sessions of their own under their supervisors: none is left either.
+    assert functions_framework_processes(str(STANDIN)) == []
     assert not cloud.state_file.exists()
     assert "nothing was running" in cli("down")

@@ -1,0 +1,204 @@
+"""The push relay: a transparent pass-through, until its fault API says otherwise.
+
+The relay runs in this process (a werkzeug server on a thread) in front of a
+small HTTP "function" that records each POST (its path, body, and when it came)
+and sleeps for ``delay_s`` from the body before answering ``status`` from the
+body. The kill test supervises that function with ``infra.local.supervise``, as
+the local cloud does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from infra.local.push_relay import FaultError, Relay, RelayClient, parse_faults
+from infra.local.supervise import read_pid
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTION = r'''
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        push = json.loads(body)
+        with open(sys.argv[2], "a") as out:
+            out.write(json.dumps({"path": self.path, "id": push["message"]["messageId"], "at": time.time(),
+                                  "type": self.headers.get("Content-Type")}) + "\n")
+        control = json.loads(__import__("base64").b64decode(push["message"]["data"]) or b"{}")
+        time.sleep(control.get("delay_s", 0))
+        self.send_response(control.get("status", 204))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout_s} s")
+        time.sleep(0.05)
+    return value
+
+
+def push_body(message_id: str, control: dict | None = None, **attributes: str) -> bytes:
+    data = base64.b64encode(json.dumps(control or {}).encode()).decode()
+    return json.dumps({"message": {"data": data, "attributes": attributes, "messageId": message_id},
+                       "subscription": "projects/p/subscriptions/s"}).encode()
+
+
+class World:
+    """A relay in front of one supervised function called ``fn``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.calls = tmp_path / "calls.jsonl"
+        self.pid_file = tmp_path / "fn.pid"
+        port = free_port()
+        argv = [sys.executable, "-m", "infra.local.supervise", "--pid-file", str(self.pid_file), "--",
+                sys.executable, "-c", FUNCTION, str(port), str(self.calls)]
+        self.supervisor = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, start_new_session=True)
+        self.relay = Relay({"fn": {"url": f"http://127.0.0.1:{port}", "pid_file": str(self.pid_file)}}, seed=1)
+        self.server = make_server("127.0.0.1", 0, self.relay, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+        self.admin = RelayClient(self.endpoint)
+        wait_until(lambda: self.push("warm-up") == 204)
+        self.admin.reset()
+        self.calls.unlink()
+
+    def push(self, message_id: str, control: dict | None = None, **attributes: str) -> int:
+        request = urllib.request.Request(f"{self.endpoint}/fn/projects/p/topics/t", method="POST",
+                                         data=push_body(message_id, control, **attributes),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except urllib.error.URLError:
+            return 0
+
+    def received(self) -> list[dict]:
+        return [json.loads(line) for line in self.calls.read_text().splitlines()] if self.calls.exists() else []
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.supervisor.terminate()
+        self.supervisor.wait(timeout=10)
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    world = World(tmp_path)
+    yield world
+    world.stop()
+
+
+def test_without_faults_it_passes_the_push_through_and_answers_with_the_functions_status(world: World) -> None:
+    assert world.push("m1") == 204
+    assert world.push("m2", {"status": 500}) == 500  # so Pub/Sub retries as it would without the relay
+    assert [(c["path"], c["id"], c["type"]) for c in world.received()] == [
+        ("/projects/p/topics/t", "m1", "application/json"),
+        ("/projects/p/topics/t", "m2", "application/json"),
+    ]
+    stats = world.admin.stats()["functions"]["fn"]
+    assert stats == {"deliveries": 2, "forwarded": 2, "duplicates": 0, "drops": 0, "kills": 0, "failures": 1}
+    assert {m["message_id"]: m["last_status"] for m in world.admin.messages()} == {"m1": 204, "m2": 500}
+
+
+def test_duplicate_delivers_k_copies_concurrently_and_only_the_first_time(world: World) -> None:
+    world.admin.set_faults(duplicate={"copies": 3, "functions": ["fn"]})
+    began = time.monotonic()
+    assert world.push("m1", {"delay_s": 1.0}) == 204
+    assert time.monotonic() - began < 1.8  # the copies ran beside the original, not after it
+    wait_until(lambda: len(world.received()) == 3)
+    assert world.push("m1") == 204  # the emulator's redelivery of a message is not copied again
+    time.sleep(0.3)
+    assert [c["id"] for c in world.received()] == ["m1"] * 4
+    assert world.admin.stats()["functions"]["fn"]["duplicates"] == 2
+
+
+def test_duplicate_with_a_delay_makes_a_late_stale_copy(world: World) -> None:
+    world.admin.set_faults(duplicate={"copies": 2, "min_delay_s": 0.8, "max_delay_s": 1.0, "match": "late"})
+    assert world.push("m1", {}, kind="late") == 204
+    assert world.push("m2") == 204  # does not match: one delivery
+    time.sleep(0.3)
+    assert [c["id"] for c in world.received()] == ["m1", "m2"]
+    wait_until(lambda: len(world.received()) == 3, timeout_s=3)
+    assert world.received()[-1]["id"] == "m1"  # after m2: reordered
+
+
+def test_drop_once_answers_200_without_delivering_count_times(world: World) -> None:
+    world.admin.set_faults(drop_once={"functions": ["fn"], "match": "video.mp4", "count": 1})
+    assert world.push("m1", {}, objectId="renders/j/video.mp4") == 200
+    assert world.push("m2", {}, objectId="renders/j/render.json") == 204
+    assert world.push("m3", {}, objectId="renders/k/video.mp4") == 204  # the count is spent
+    assert [c["id"] for c in world.received()] == ["m2", "m3"]
+    assert world.admin.faults()["drop_once"][0]["count"] == 0
+    assert world.admin.stats()["functions"]["fn"]["drops"] == 1
+
+
+def test_kill_sigkills_the_function_mid_delivery_and_the_supervisor_brings_it_back(world: World) -> None:
+    before = read_pid(world.pid_file)
+    world.admin.set_faults(kill={"functions": ["fn"], "after_ms": [200, 200], "max_per_message": 1})
+    assert world.push("m1", {"delay_s": 2.0}) == 503  # a failed push: the emulator redelivers
+    assert world.admin.stats()["functions"]["fn"]["kills"] == 1
+    after = wait_until(lambda: (pid := read_pid(world.pid_file)) not in (None, before) and pid)
+    assert after != before
+    # The redelivery finds the function back, and is not killed again (max_per_message).
+    assert wait_until(lambda: world.push("m1", {"delay_s": 0.5}) == 204)
+    assert world.admin.stats()["functions"]["fn"]["kills"] == 1
+
+
+def test_a_delivery_that_ends_before_the_kill_delay_is_not_killed(world: World) -> None:
+    pid = read_pid(world.pid_file)
+    world.admin.set_faults(kill={"after_ms": [500, 500]})
+    assert world.push("m1") == 204
+    time.sleep(0.7)
+    assert read_pid(world.pid_file) == pid and world.admin.stats()["functions"]["fn"]["kills"] == 0
+
+
+def test_an_unreachable_function_is_a_503(world: World) -> None:
+    world.supervisor.terminate()
+    world.supervisor.wait(timeout=10)
+    assert world.push("m1") == 503
+
+
+def test_unknown_faults_and_keys_are_refused() -> None:
+    with pytest.raises(FaultError, match="unknown fault"):
+        parse_faults({"delay": {}})
+    with pytest.raises(FaultError, match="copies"):
+        parse_faults({"duplicate": {"copise": 2}})
+    rules, seed = parse_faults({"kill": [{"functions": "primary"}], "seed": 3})
+    assert rules["kill"][0].functions == ["primary"] and seed == 3
+
+
+def test_the_admin_api_answers_400_for_a_bad_document(world: World) -> None:
+    with pytest.raises(FaultError, match="400"):
+        world.admin.set_faults(duplicate={"copise": 2})
+    assert world.admin.faults() == {"duplicate": [], "drop_once": [], "kill": []}
