@@ -3,6 +3,10 @@
     python -m infra.local.vertex_server --port 8792 --project fast-render-local \\
         --events-topic vertex-events
 
+Each behaviour below models what Vertex AI is documented or publicly seen to
+do, never what our product expects; ``docs/standins.md`` lists every behaviour
+with its source, and ``vertex_errors`` carries the sources of the error shapes.
+
 It serves the custom-job subset of the aiplatform v1 REST API, so
 ``aiplatform_v1.JobServiceClient(transport="rest", client_options={"api_endpoint":
 "http://127.0.0.1:8792"}, credentials=AnonymousCredentials())`` works against it:
@@ -24,48 +28,46 @@ RUNNING, the first worker pool's ``containerSpec.command`` + ``args`` run as a
 local process group (``imageUri`` is required, as by Vertex AI, but not used),
 in a fresh directory, with this server's environment plus ``containerSpec.env``
 plus ``CLOUD_ML_PROJECT_ID`` and ``CLOUD_ML_JOB_ID`` (which Vertex AI sets too).
-How it ends (``error`` is a google.rpc.Status):
+How it ends (``error`` is a google.rpc.Status; shapes in ``vertex_errors``):
 
 * exit 0 -> SUCCEEDED.
-* exit 2 (the renderer's "invalid job") -> FAILED, code 3 INVALID_ARGUMENT;
-  any other exit -> FAILED, code 13 INTERNAL. The message reads like Vertex AI's
-  ("The replica workerpool0-0 exited with a non-zero status of N. Termination
-  reason: Error.") and its last line is the process's last line on stderr.
+* any non-zero exit -> FAILED with code 3 (INVALID_ARGUMENT), whatever the
+  status: "The replica workerpool0-0 exited with a non-zero status of N.
+  Termination reason: Error. To find out more about why your job exited please
+  check the logs: https://console.cloud.google.com/logs/viewer?project=NUMBER&..."
+  Code 3 therefore does not mean "bad input". The container's stderr is not in
+  the message, except a Python traceback found in it (Vertex quotes those).
+  A process killed by signal N reports status 128+N (137 for SIGKILL), as a
+  container runtime does. Statuses Vertex calls transient (6, 11, 134, 139)
+  make it run the command again, up to three more times, before failing.
+* a command that cannot start (missing or non-executable) -> FAILED, code 3,
+  "... non-zero status of 128. Termination reason: StartError. \\n Termination
+  log message: failed to create containerd task: ...".
 * ``jobSpec.scheduling.timeout`` passed -> the process group is killed and the
-  job FAILED with code 4 DEADLINE_EXCEEDED. (The exact text Vertex AI uses for
-  a timeout was not found in public sources; code 4 is the natural mapping.)
-* cancel -> CANCELLING, the process group is killed, CANCELLED with error
-  ``{code: 1, message: "CANCELED"}``.
+  job FAILED with code 4 DEADLINE_EXCEEDED (unknown: Vertex's real text and
+  code for a timeout are not in public sources).
+* cancel -> CANCELLING, the process group is killed, CANCELLED with error code 1.
 
-Fault injection and inspection, for tests (``/_admin/``):
+Fault injection and inspection, for tests (``/_admin/``; modes in ``vertex_faults``):
 
-* ``POST /_admin/faults`` replaces the faults::
-
-      {"mode": "ok" | "quota" | "quota_on_create" | "timeout" | "queued",
-       "queue_s": null, "timeout_after_s": 2, "job_id_prefix": null, "drop_events": false}
-
-  ``quota``: FAILED soon after creation with code 8 RESOURCE_EXHAUSTED and
-  Vertex AI's message, "The following quota metrics exceed quota limits:
-  aiplatform.googleapis.com/custom_model_training_nvidia_t4_gpus" (the metric
-  follows the machine spec's accelerator, ``..._preemptible_...`` for Spot,
-  ``custom_model_training_cpus`` without one). ``quota_on_create``: the create
-  call itself fails with HTTP 429 RESOURCE_EXHAUSTED and the same message
-  (Vertex AI refuses some requests that way). ``timeout``: RUNNING without
-  starting the command, then FAILED as a timeout after ``timeout_after_s``.
-  ``queued``: stays PENDING for ``queue_s`` seconds (null: until cancelled),
-  then runs normally. ``job_id_prefix`` limits the faults to jobs whose display
-  name or any label value starts with it (the render job id); other jobs run
-  normally. Faults apply to jobs created after they are set.
+* ``POST /_admin/faults`` replaces the faults, e.g. ``{"mode": "crash",
+  "exit_code": 137, "crash_after_s": 2}``; modes ``ok``, ``quota``,
+  ``quota_on_create``, ``timeout``, ``queued``, ``crash``, ``start_error``,
+  ``internal``. Faults apply to jobs created after they are set.
 * ``GET /_admin/faults``; ``POST /_admin/reset`` kills every job's process and
   clears faults and history; ``GET /_admin/custom_jobs`` lists every job ever
-  created (deleted ones too) with its state history, command, pid, exit code
-  and log paths.
+  created (deleted ones too) with its state history, command, pid, exit code,
+  attempts and log paths.
 
-Events. Each state change is published to ``--events-topic`` in ``--project``
-through the Pub/Sub emulator (``PUBSUB_EMULATOR_HOST``; nothing is published
-without it, and the topic is not created here). The message data is a Cloud
-Logging LogEntry as a log sink would route it, with the attribute
-``logging.googleapis.com/timestamp``::
+Events: a convenience with no verified real counterpart. Vertex AI publishes
+no documented job-state-change log entry for custom jobs (one exists for
+pipeline jobs only; container logs carry ``resource.type="ml_job"``), so what
+this server publishes has no known real shape, and a consumer in the cloud
+must poll the job's state. Each state change is published to
+``--events-topic`` in ``--project`` through the Pub/Sub emulator
+(``PUBSUB_EMULATOR_HOST``; nothing is published without it, and the topic is
+not created here), as a Cloud Logging LogEntry a log sink might route, with the
+attribute ``logging.googleapis.com/timestamp``::
 
     {"logName": "projects/P/logs/ml.googleapis.com%2FJOB_ID",
      "resource": {"type": "aiplatform.googleapis.com/CustomJob",
@@ -74,24 +76,13 @@ Logging LogEntry as a log sink would route it, with the attribute
      "jsonPayload": {"message": "Job completed successfully.",
                      "customJob": "projects/NUMBER/locations/L/customJobs/JOB_ID",
                      "state": "JOB_STATE_SUCCEEDED", "previousState": "JOB_STATE_RUNNING",
-                     "displayName": "...", "error": {"code": 13, "message": "..."}},
+                     "displayName": "...", "error": {"code": 3, "message": "..."}},
      "labels": {"ml.googleapis.com/job_state": "SUCCEEDED", "ml.googleapis.com/endpoint": "",
                 ...the job's own labels...},
      "severity": "INFO" | "WARNING" | "ERROR", "timestamp": "...", "receiveTimestamp": "...",
      "insertId": "..."}
 
-A consumer should take ``jsonPayload.customJob`` and GET the job for the
-authoritative state. In the cloud, Vertex AI writes its own job-state lines
-("Job completed successfully.", with the label ``ml.googleapis.com/job_state``)
-to the job's log (publicly seen under ``resource.type="ml_job"``), so the sink
-that feeds ``vertex-events`` would use a filter such as::
-
-    (resource.type="ml_job" OR resource.type="aiplatform.googleapis.com/CustomJob")
-    AND labels."ml.googleapis.com/job_state":*
-
-Those real entries carry the job id (``resource.labels.job_id``) rather than
-the full name, and not every intermediate state is guaranteed to be logged:
-the consumer must treat the event as a hint and GET the job.
+Treat an event as a hint: take ``jsonPayload.customJob`` and GET the job.
 """
 
 from __future__ import annotations
@@ -111,6 +102,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common.logs import get_logger
+from infra.local import vertex_errors as errors
 from infra.local._http import (
     ApiError,
     ApiServer,
@@ -119,7 +111,6 @@ from infra.local._http import (
     Route,
     exit_status,
     kill_groups,
-    last_line,
     matches_filter,
     parse_duration_s,
     parse_filter,
@@ -130,6 +121,7 @@ from infra.local._http import (
     server_args,
     spawn,
 )
+from infra.local.vertex_faults import Faults
 
 log = get_logger("local-vertex")
 
@@ -145,7 +137,6 @@ STATE_MESSAGES = {
     "JOB_STATE_CANCELLING": "Job is being cancelled.",
     "JOB_STATE_CANCELLED": "Job was cancelled.",
 }
-MODES = ("ok", "quota", "quota_on_create", "timeout", "queued")
 # The REST client sends enums as numbers ("$alt=json;enum-encoding=int"); these
 # are the ones read here, by number (google.cloud.aiplatform.v1 AcceleratorType
 # and Scheduling.Strategy).
@@ -169,65 +160,7 @@ ACCELERATOR_TYPES = {
 STRATEGIES = {0: "STRATEGY_UNSPECIFIED", 1: "ON_DEMAND", 2: "LOW_COST", 3: "STANDARD", 4: "SPOT", 6: "FLEX_START"}
 
 
-# --------------------------------------------------------------------------- faults, errors
-
-
-@dataclass
-class Faults:
-    """Injected behaviour; see the module docstring."""
-
-    mode: str = "ok"
-    queue_s: float | None = None
-    timeout_after_s: float = 2.0
-    job_id_prefix: str | None = None
-    drop_events: bool = False  # state changes happen but no log entry is published (a lost event)
-
-    @classmethod
-    def from_json(cls, body: JsonDict) -> Faults:
-        unknown = set(body) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ApiError(400, f"unknown fault keys: {sorted(unknown)}", status="INVALID_ARGUMENT")
-        faults = cls(**body)
-        if faults.mode not in MODES:
-            raise ApiError(400, f"mode must be one of {MODES}", status="INVALID_ARGUMENT")
-        return faults
-
-    def to_json(self) -> JsonDict:
-        return dict(self.__dict__)
-
-    def applies_to(self, spec: JsonDict) -> bool:
-        if not self.job_id_prefix:
-            return True
-        names = [str(spec.get("displayName", "")), *map(str, (spec.get("labels") or {}).values())]
-        return any(name.startswith(self.job_id_prefix) for name in names)
-
-
-def quota_message(spec: JsonDict) -> str:
-    """Vertex AI's quota refusal, naming the metric for the job's accelerator."""
-    pool = (spec.get("jobSpec", {}).get("workerPoolSpecs") or [{}])[0]
-    accelerator = str((pool.get("machineSpec") or {}).get("acceleratorType", ""))
-    if accelerator in ("", "ACCELERATOR_TYPE_UNSPECIFIED"):
-        metric = "custom_model_training_cpus"
-    else:
-        gpu = accelerator.lower().replace("tesla_", "").replace("h100_80gb", "h100")
-        spot = (spec.get("jobSpec", {}).get("scheduling") or {}).get("strategy") == "SPOT"
-        metric = f"custom_model_training_{'preemptible_' if spot else ''}{gpu}_gpus"
-    return f"The following quota metrics exceed quota limits: aiplatform.googleapis.com/{metric}"
-
-
-def exit_error(code: int, last_stderr: str) -> JsonDict:
-    """The job error for a non-zero exit: 3 for exit 2 (invalid input), else 13."""
-    message = f"The replica workerpool0-0 exited with a non-zero status of {code}. Termination reason: Error."
-    if last_stderr:
-        message += f" \n{last_stderr}"
-    return {"code": 3 if code == 2 else 13, "message": message}
-
-
-def timeout_error(timeout_s: float) -> JsonDict:
-    return {
-        "code": 4,
-        "message": f"The job exceeded its maximum running time (scheduling.timeout: {timeout_s:g}s) and was stopped.",
-    }
+# --------------------------------------------------------------------------- requests
 
 
 def with_enum_names(spec: JsonDict) -> JsonDict:
@@ -285,6 +218,7 @@ class CustomJob:
     error: JsonDict | None = None
     proc: subprocess.Popen | None = None
     exit_code: int | None = None
+    attempts: int = 0  # how many times the command ran (Vertex reruns transient exits)
     deleted: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -327,8 +261,9 @@ class CustomJob:
             "command": [*self.container.get("command", []), *self.container.get("args", [])],
             "pid": self.proc.pid if self.proc else None,
             "exit_code": self.exit_code,
+            "attempts": self.attempts,
             "deleted": self.deleted,
-            "fault_mode": self.faults.mode if self.faults.applies_to(self.spec) else "ok",
+            "fault_mode": self.faults.mode,
             "work_dir": self.work_dir,
             "stdout_log": self.stdout_path,
             "stderr_log": self.stderr_path,
@@ -440,70 +375,120 @@ class VertexService:
             job.history.append({"state": state, "time": now})
             if state == "JOB_STATE_RUNNING":
                 job.times["startTime"] = now
+            delay_s = job.faults.error_delay_s if state == "JOB_STATE_FAILED" else 0
             if state in TERMINAL:
                 job.times["endTime"] = now
-                job.error = error
+                job.error = None if delay_s > 0 else error
             entry = state_log_entry(job, previous)
         log.info("custom job state", job=job.name, state=state, error=error)
-        if not (job.faults.drop_events and job.faults.applies_to(job.spec)):
+        if delay_s > 0 and error is not None:
+            # "About one minute after a job ends, [Vertex] sets the error code on the training job
+            # object" (understanding-training-service): FAILED first, the error later.
+            timer = threading.Timer(delay_s, self._set_error, (job, error))
+            timer.daemon = True
+            timer.start()
+        if not job.faults.drop_events:
             self.events.publish(entry)
+
+    def _set_error(self, job: CustomJob, error: JsonDict) -> None:
+        with self.lock:
+            job.error, job.times["updateTime"] = error, rfc3339()
 
     def _cancelled_while(self, job: CustomJob, wait_s: float | None) -> bool:
         """Wait ``wait_s`` (None: forever); if a cancel comes meanwhile, end the job CANCELLED."""
         if job.cancel.wait(wait_s):
-            self._set_state(job, "JOB_STATE_CANCELLED", {"code": 1, "message": "CANCELED"})
+            self._set_state(job, "JOB_STATE_CANCELLED", errors.cancelled_error())
             return True
         return False
 
+    def _fail(self, job: CustomJob, error: JsonDict) -> None:
+        self._set_state(job, "JOB_STATE_FAILED", error)
+
     def _run(self, job: CustomJob) -> None:
         """The job's life, in its own thread: queue, provision, run, end."""
-        faults = job.faults if job.faults.applies_to(job.spec) else Faults()
-        if self._cancelled_while(job, STEP_S):
+        faults = job.faults
+        queued = faults.mode == "queued"
+        if self._cancelled_while(job, faults.queue_s if queued and faults.queue_state == "QUEUED" else STEP_S):
             return
         if faults.mode == "quota":
-            self._set_state(job, "JOB_STATE_FAILED", {"code": 8, "message": quota_message(job.spec)})
+            self._fail(job, errors.quota_error(job.spec))
             return
         self._set_state(job, "JOB_STATE_PENDING")
-        if self._cancelled_while(job, faults.queue_s if faults.mode == "queued" else STEP_S):
+        if self._cancelled_while(job, faults.queue_s if queued and faults.queue_state == "PENDING" else STEP_S):
+            return
+        if faults.mode == "internal":
+            self._fail(job, errors.internal_error())
             return
         self._set_state(job, "JOB_STATE_RUNNING")
         if faults.mode == "timeout":
             if not self._cancelled_while(job, faults.timeout_after_s):
-                self._set_state(job, "JOB_STATE_FAILED", timeout_error(faults.timeout_after_s))
+                self._fail(job, errors.timeout_error(faults.timeout_after_s))
             return
-        self._run_process(job)
+        if faults.mode == "start_error":
+            executable = job.container["command"][0]
+            self._end_attempt(job, 128)
+            self._fail(job, errors.start_error(executable, **self._ids(job)))
+            return
+        self._run_replica(job)
 
-    def _run_process(self, job: CustomJob) -> None:
+    def _ids(self, job: CustomJob) -> dict[str, str]:
+        return {"project_number": project_number(job.project), "job_id": job.job_id}
+
+    def _run_replica(self, job: CustomJob) -> None:
+        """Run the command; a transient exit status runs it again, up to three more times, as Vertex does."""
+        timeout_s = parse_duration_s((job.spec["jobSpec"].get("scheduling") or {}).get("timeout"))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for attempt in range(1 + errors.TRANSIENT_RESTARTS):
+            outcome = self._attempt(job, deadline, timeout_s)
+            if outcome is None:  # the job already ended (cancelled, timed out, could not start)
+                return
+            status, crashed = outcome
+            if status == 0:
+                self._set_state(job, "JOB_STATE_SUCCEEDED")
+                return
+            if status not in errors.TRANSIENT_EXIT_CODES or attempt == errors.TRANSIENT_RESTARTS:
+                break
+            log.info("replica exited with a transient status: running it again", job=job.name, status=status)
+        oom = crashed and job.faults.crash_oom
+        self._fail(job, errors.replica_exit_error(status, stderr_path=job.stderr_path, oom=oom, **self._ids(job)))
+
+    def _attempt(self, job: CustomJob, deadline: float | None, timeout_s: float | None) -> tuple[int, bool] | None:
+        """One run of the command: its exit status and whether the ``crash`` fault ended it."""
         container = job.container
         argv = [*container["command"], *container.get("args", [])]
         env = {**os.environ, "CLOUD_ML_PROJECT_ID": job.project, "CLOUD_ML_JOB_ID": job.job_id}
         env.update({item["name"]: item.get("value", "") for item in container.get("env", [])})
-        timeout_s = parse_duration_s((job.spec["jobSpec"].get("scheduling") or {}).get("timeout"))
         try:
             proc = spawn(argv, cwd=job.work_dir, env=env, log_path=job.stdout_path, stderr_path=job.stderr_path)
-        except OSError as err:  # e.g. the command does not exist: the container would exit 127
-            self._set_state(job, "JOB_STATE_FAILED", exit_error(127, str(err)))
-            return
+        except OSError as err:  # the runtime cannot exec the command: StartError, status 128
+            self._end_attempt(job, 128)
+            self._fail(job, errors.start_error(argv[0], permission=isinstance(err, PermissionError), **self._ids(job)))
+            return None
         with self.lock:
             job.proc = proc
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            job.attempts += 1
+        crash_at = time.monotonic() + job.faults.crash_after_s if job.faults.mode == "crash" else None
         while proc.poll() is None:
             if job.cancel.wait(0.05):
                 kill_groups([proc], KILL_GRACE_S)
-                self._set_state(job, "JOB_STATE_CANCELLED", {"code": 1, "message": "CANCELED"})
-                return
+                self._set_state(job, "JOB_STATE_CANCELLED", errors.cancelled_error())
+                return None
             if deadline is not None and time.monotonic() >= deadline:
                 kill_groups([proc], KILL_GRACE_S)
-                self._set_state(job, "JOB_STATE_FAILED", timeout_error(timeout_s or 0))
-                return
-        code = exit_status(proc.returncode)
-        with self.lock:
-            job.exit_code = code
+                self._fail(job, errors.timeout_error(timeout_s or 0))
+                return None
+            if crash_at is not None and time.monotonic() >= crash_at:
+                kill_groups([proc], 0)  # the whole group dies at once, as an OOM kill or a crashed driver would
+                self._end_attempt(job, job.faults.exit_code)
+                return job.faults.exit_code, True
+        status = exit_status(proc.returncode)
         kill_groups([proc], 0)  # anything the command left running in its group
-        if code == 0:
-            self._set_state(job, "JOB_STATE_SUCCEEDED")
-        else:
-            self._set_state(job, "JOB_STATE_FAILED", exit_error(code, last_line(job.stderr_path)))
+        self._end_attempt(job, status)
+        return status, False
+
+    def _end_attempt(self, job: CustomJob, status: int) -> None:
+        with self.lock:
+            job.exit_code = status
 
     # ----------------------------------------------------------------- routes
 
@@ -533,11 +518,11 @@ class VertexService:
         with self.lock:
             faults = self.faults
             if faults.mode == "quota_on_create" and faults.applies_to(spec):
-                raise ApiError(429, quota_message(spec), status="RESOURCE_EXHAUSTED")
+                raise ApiError(429, errors.quota_message(spec), status="RESOURCE_EXHAUSTED")
             job_id = str(random.randrange(10**18, 10**19))
             work_dir = os.path.join(self.root, job_id, "work")
             os.makedirs(work_dir)
-            job = CustomJob(job_id, self.project, location, spec, faults, work_dir)
+            job = CustomJob(job_id, self.project, location, spec, faults.for_job(spec), work_dir)
             now = rfc3339()
             job.times.update(createTime=now, updateTime=now)
             job.history.append({"state": job.state, "time": now})

@@ -20,6 +20,8 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1, pubsub_v1
 
+from infra.local._http import project_number
+
 PROJECT = "vertex-tests"
 TOPIC = "vertex-events"
 PARENT = f"projects/{PROJECT}/locations/us-central1"
@@ -149,13 +151,23 @@ def test_job_runs_its_command_and_succeeds(
     assert jobs.get_custom_job(name=last["jsonPayload"]["customJob"]).state.name == "JOB_STATE_SUCCEEDED"
 
 
-@pytest.mark.parametrize(("exit_code", "rpc_code"), [(2, 3), (1, 13)])
-def test_non_zero_exit_fails_with_the_last_stderr_line(
-    jobs: aiplatform_v1.JobServiceClient,
-    events: Callable[..., Any],
-    wait_for: Callable[..., Any],
-    exit_code: int,
-    rpc_code: int,
+def replica_message(status: int, job_name: str, reason: str = "Error") -> str:
+    """Vertex's message for a replica that exited, with no traceback in it."""
+    job_id = job_name.rsplit("/", 1)[-1]
+    logs = (
+        f"https://console.cloud.google.com/logs/viewer?project={project_number(PROJECT)}"
+        f"&resource=ml_job%2Fjob_id%2F{job_id}"
+        f"&advancedFilter=resource.type%3D%22ml_job%22%0Aresource.labels.job_id%3D%22{job_id}%22"
+    )
+    return (
+        f"The replica workerpool0-0 exited with a non-zero status of {status}. Termination reason: {reason}. "
+        f"To find out more about why your job exited please check the logs: {logs}"
+    )
+
+
+@pytest.mark.parametrize("exit_code", [1, 2])
+def test_any_non_zero_exit_is_code_3_with_the_replica_message_and_no_stderr(
+    jobs: aiplatform_v1.JobServiceClient, events: Callable[..., Any], wait_for: Callable[..., Any], exit_code: int
 ) -> None:
     command = [
         "bash",
@@ -167,11 +179,138 @@ def test_non_zero_exit_fails_with_the_last_stderr_line(
     job = wait_terminal(jobs, created.name, wait_for)
 
     assert job.state.name == "JOB_STATE_FAILED"
-    assert job.error.code == rpc_code
-    assert job.error.message.splitlines()[-1] == "error: scenes[3].image: file not found"
-    assert f"non-zero status of {exit_code}" in job.error.message
+    assert job.error.code == 3  # INVALID_ARGUMENT, whatever the status: it does not mean "bad input"
+    assert job.error.message == replica_message(exit_code, created.name)
+    assert "scenes[3]" not in job.error.message and "noise" not in job.error.message
     failed = events(created.name)[-1]
-    assert failed["severity"] == "ERROR" and failed["jsonPayload"]["error"]["code"] == rpc_code
+    assert failed["severity"] == "ERROR" and failed["jsonPayload"]["error"]["code"] == 3
+
+
+def test_a_python_traceback_is_quoted_in_the_message_but_other_stderr_is_not(
+    jobs: aiplatform_v1.JobServiceClient, wait_for: Callable[..., Any]
+) -> None:
+    code = "import sys; print('noise before', file=sys.stderr); raise ValueError('scene 3 has no image')"
+
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(python(code)))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    head, rest = job.error.message.split(" \n", 1)
+    assert head == "The replica workerpool0-0 exited with a non-zero status of 1. Termination reason: Error."
+    traceback, link = rest.split("\n\n")
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert traceback.endswith("ValueError: scene 3 has no image")
+    assert "noise before" not in job.error.message
+    assert link.startswith("To find out more about why your job exited please check the logs: https://")
+
+
+def test_a_process_killed_by_sigkill_reports_status_137(
+    jobs: aiplatform_v1.JobServiceClient, wait_for: Callable[..., Any]
+) -> None:
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(["bash", "-c", "kill -KILL $$"]))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    assert job.error.code == 3
+    assert job.error.message == replica_message(137, created.name)
+
+
+def test_a_missing_command_is_status_128_start_error(
+    jobs: aiplatform_v1.JobServiceClient, vertex: Any, wait_for: Callable[..., Any], tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-worker")
+
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job([missing, "--render"]))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 3
+    expected_start = "The replica workerpool0-0 exited with a non-zero status of 128. Termination reason: StartError. "
+    assert job.error.message.startswith(expected_start + "\n Termination log message: failed to create containerd task")
+    assert f'exec: "{missing}": executable file not found in $PATH: unknown' in job.error.message
+    (record,) = vertex.admin("custom_jobs")["custom_jobs"]
+    assert record["exit_code"] == 128 and record["attempts"] == 0
+
+
+def test_transient_exit_statuses_run_the_command_again_three_times(
+    jobs: aiplatform_v1.JobServiceClient, vertex: Any, wait_for: Callable[..., Any], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    command = ["bash", "-c", f"echo run >> {runs}; exit 139"]  # 139: SIGSEGV in a custom container
+
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(command))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    assert job.error.message == replica_message(139, created.name)
+    assert runs.read_text().splitlines() == ["run"] * 4
+    assert vertex.admin("custom_jobs")["custom_jobs"][0]["attempts"] == 4
+
+
+@pytest.mark.parametrize(("exit_code", "oom"), [(137, False), (1, False), (137, True)])
+def test_crash_fault_kills_the_running_command_and_fails_as_that_exit(
+    jobs: aiplatform_v1.JobServiceClient,
+    vertex: Any,
+    wait_for: Callable[..., Any],
+    tmp_path: Path,
+    exit_code: int,
+    oom: bool,
+) -> None:
+    vertex.admin("faults", {"mode": "crash", "exit_code": exit_code, "crash_after_s": 0.5, "crash_oom": oom})
+    pid_file = tmp_path / "pid"
+    command = ["bash", "-c", f"sleep 600 & echo $! > {pid_file}; wait"]
+
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(command))
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 3
+    if oom:
+        assert job.error.message.startswith(
+            "The replica workerpool0-0 ran out of memory and exited with a non-zero status of 137. To find out more"
+        )
+    else:
+        assert job.error.message == replica_message(exit_code, created.name)
+    wait_for(lambda: not alive(pid), timeout_s=5)  # the whole process group, not only its leader
+    assert jobs.get_custom_job(name=created.name).start_time
+
+
+def test_start_error_fault_never_starts_the_command(
+    jobs: aiplatform_v1.JobServiceClient, vertex: Any, wait_for: Callable[..., Any], tmp_path: Path
+) -> None:
+    vertex.admin("faults", {"mode": "start_error"})
+    marker = tmp_path / "ran"
+
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(["touch", str(marker)]))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    assert job.error.code == 3
+    assert "non-zero status of 128. Termination reason: StartError." in job.error.message
+    assert 'exec: "touch": executable file not found in $PATH' in job.error.message
+    assert not marker.exists()
+    assert vertex.admin("custom_jobs")["custom_jobs"][0]["pid"] is None
+
+
+def test_internal_fault_fails_with_code_13_before_running(
+    jobs: aiplatform_v1.JobServiceClient, vertex: Any, events: Callable[..., Any], wait_for: Callable[..., Any]
+) -> None:
+    vertex.admin("faults", {"mode": "internal"})
+
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(["true"]))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    assert job.error.code == 13
+    assert job.error.message == "Internal error occurred for the current attempt."
+    assert "JOB_STATE_RUNNING" not in [e["jsonPayload"]["state"] for e in events(created.name)]
+
+
+def test_error_delay_fault_shows_a_failed_job_without_its_error_at_first(
+    jobs: aiplatform_v1.JobServiceClient, vertex: Any, wait_for: Callable[..., Any]
+) -> None:
+    vertex.admin("faults", {"error_delay_s": 1.0})
+
+    created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(["false"]))
+    job = wait_terminal(jobs, created.name, wait_for)
+
+    assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 0 and not job.error.message
+    later = wait_for(lambda: (j := jobs.get_custom_job(name=created.name)).error.code and j, timeout_s=5)
+    assert later.error.message == replica_message(1, created.name)
 
 
 def test_scheduling_timeout_kills_the_process(
@@ -223,14 +362,19 @@ def test_timeout_fault_fails_after_running(
     assert [e["jsonPayload"]["state"] for e in events(created.name)][-2:] == ["JOB_STATE_RUNNING", "JOB_STATE_FAILED"]
 
 
+@pytest.mark.parametrize("queue_state", ["QUEUED", "PENDING"])
 def test_queued_job_waits_until_cancelled(
-    jobs: aiplatform_v1.JobServiceClient, vertex: Any, events: Callable[..., Any], wait_for: Callable[..., Any]
+    jobs: aiplatform_v1.JobServiceClient,
+    vertex: Any,
+    events: Callable[..., Any],
+    wait_for: Callable[..., Any],
+    queue_state: str,
 ) -> None:
-    vertex.admin("faults", {"mode": "queued"})
+    vertex.admin("faults", {"mode": "queued", "queue_state": queue_state})
 
     created = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(["true"]))
     time.sleep(1.0)
-    assert jobs.get_custom_job(name=created.name).state.name == "JOB_STATE_PENDING"
+    assert jobs.get_custom_job(name=created.name).state.name == f"JOB_STATE_{queue_state}"
     jobs.cancel_custom_job(name=created.name)
     job = wait_terminal(jobs, created.name, wait_for)
 
