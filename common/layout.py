@@ -5,7 +5,8 @@ Staging bucket::
     jobs/<job_id>/job.json           the manifest; its finalize event starts a render
     jobs/<job_id>/images/... audio/  the assets the manifest names
     jobs/<job_id>/segments/          finished video segments (a resumed render reuses them)
-    jobs/<job_id>/progress.json      the worker's heartbeat: frames done of total
+    jobs/<job_id>/progress/<renderer>.json  each renderer's heartbeat (``vertex``, or the VM's
+                                     instance name): stage, frames done of total, when
     state/<job_id>.json              the job's state machine (functions/state.py)
     system/...                       what the fleet remembers across jobs (functions/memory.py):
                                      capacity.json, learned-speeds.json, spend/<YYYY-MM-DD>.json
@@ -26,6 +27,14 @@ JOBS_PREFIX = "jobs/"
 RENDERS_PREFIX = "renders/"
 STATE_PREFIX = "state/"
 SYSTEM_PREFIX = "system/"
+# Labels on the Vertex AI jobs and VMs we create: whose job, which attempt.
+JOB_LABEL = "fast-render-job"
+ATTEMPT_LABEL = "fast-render-attempt"
+GPU_LABEL = "fast-render-gpu"
+
+# The video object's custom metadata key holding the render report (JSON): the
+# report arrives with the video, never after it.
+VIDEO_REPORT_METADATA = "fast-render-report"
 CAPACITY_OBJECT = "system/capacity.json"
 LEARNED_SPEEDS_OBJECT = "system/learned-speeds.json"
 
@@ -49,8 +58,13 @@ def segments_prefix(job_id: str) -> str:
     return f"{job_prefix(job_id)}segments/"
 
 
-def progress_object(job_id: str) -> str:
-    return f"{job_prefix(job_id)}progress.json"
+def progress_prefix(job_id: str) -> str:
+    return f"{job_prefix(job_id)}progress/"
+
+
+def progress_object(job_id: str, renderer: str) -> str:
+    """One heartbeat per renderer: a hedge's VM and the primary beside it must not overwrite each other's."""
+    return f"{progress_prefix(job_id)}{renderer}.json"
 
 
 def state_object(job_id: str) -> str:

@@ -63,6 +63,12 @@ class StructuredLogger:
     def error(self, message: str, **fields: Any) -> None:
         self.log("ERROR", message, **fields)
 
+    def exception(self, message: str, **fields: Any) -> None:
+        """An ERROR with the traceback being handled (Error Reporting reads ``stack_trace``)."""
+        import traceback
+
+        self.log("ERROR", message, stack_trace=traceback.format_exc(), **fields)
+
 
 def get_logger(component: str) -> StructuredLogger:
     """A logger whose lines carry ``component`` as a label."""

@@ -61,10 +61,40 @@ class Config:
     quota_ttl_s: float = 3600.0  # how long a quota refusal is remembered
     max_vm_attempts: int = 5  # VMs per job (relaunches included) before it fails
     fallback_reannounce_s: float = 120.0  # re-publish a fallback request that seems lost
+    # A claimed step (submitting, launching, publishing the outcome) whose claimant
+    # went quiet this long is handed on by the watchdog: longer than a function may
+    # run (540 s), so a live claimant never loses its claim.
+    claim_timeout_s: float = 600.0
+    vm_heartbeat_timeout_s: float = 180.0  # a rendering VM silent this long is hung: deleted, relaunched
+    vm_boot_timeout_s: float = 900.0  # a VM with no heartbeat at all this long after launch: the same
+    max_dead_letters: int = 3  # dead-lettered messages about one job before it fails
+    insert_retries: int = 3  # inserts retried in one zone on a rate or concurrency limit
+    insert_retry_backoff_s: float = 2.0  # first wait before such a retry (doubles each time)
 
     @property
     def vertex_parent(self) -> str:
         return f"projects/{self.project}/locations/{self.region}"
+
+
+# Failure-policy settings: the environment variable is the field's name in capitals
+# (PRIMARY_QUEUE_TIMEOUT_S, ...); the default is the field's (docs/architecture.md).
+_POLICY = {
+    "primary_queue_timeout_s": float,
+    "primary_overrun_factor": float,
+    "primary_max_attempts": int,
+    "failover_backoff_s": float,
+    "failover_max_wait_s": float,
+    "stockout_ttl_s": float,
+    "quota_ttl_s": float,
+    "max_vm_attempts": int,
+    "fallback_reannounce_s": float,
+    "claim_timeout_s": float,
+    "vm_heartbeat_timeout_s": float,
+    "vm_boot_timeout_s": float,
+    "max_dead_letters": int,
+    "insert_retries": int,
+    "insert_retry_backoff_s": float,
+}
 
 
 def load_config() -> Config:
@@ -98,13 +128,5 @@ def load_config() -> Config:
         # Spot VMs cost a third; the selector prices in preemption risk and stops
         # offering Spot to a job after the catalog's max_preemptions.
         use_spot=_env("USE_SPOT", "true").lower() in ("1", "true", "yes"),
-        primary_queue_timeout_s=_float("PRIMARY_QUEUE_TIMEOUT_S", 900),
-        primary_overrun_factor=_float("PRIMARY_OVERRUN_FACTOR", 2),
-        primary_max_attempts=int(_float("PRIMARY_MAX_ATTEMPTS", 2)),
-        failover_backoff_s=_float("FAILOVER_BACKOFF_S", 60),
-        failover_max_wait_s=_float("FAILOVER_MAX_WAIT_S", 1800),
-        stockout_ttl_s=_float("STOCKOUT_TTL_S", 900),
-        quota_ttl_s=_float("QUOTA_TTL_S", 3600),
-        max_vm_attempts=int(_float("MAX_VM_ATTEMPTS", 5)),
-        fallback_reannounce_s=_float("FALLBACK_REANNOUNCE_S", 120),
+        **{name: kind(_float(name.upper(), getattr(Config, name))) for name, kind in _POLICY.items()},
     )

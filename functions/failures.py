@@ -38,10 +38,31 @@ def _p(text: str) -> re.Pattern[str]:
     return re.compile(text, re.IGNORECASE)
 
 
+# Vertex AI reports *every* non-zero exit of a replica as code 3 with this
+# message (vertex-ai-samples issue 1898: "non-zero status of 128. Termination
+# reason: StartError"; PR 1504: status 1), so code 3 alone says nothing about
+# the input: the exit status decides.
+REPLICA_EXIT = re.compile(r"exited with a non-zero status of (\d+)\.?\s*Termination reason: (\w+)", re.IGNORECASE)
+INVALID_JOB_EXIT = 2  # the renderer's own "invalid job" exit (render_vm/renderer/cli.py)
+
+
+def replica_exit(message: str) -> tuple[int, str] | None:
+    """``(exit status, termination reason)`` from Vertex's replica-exit message, if it is one."""
+    match = REPLICA_EXIT.search(message or "")
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+# The renderer exits 2 on a bad job. A VM would fail the same way, so the job
+# fails, with the renderer's own line (from its heartbeat: Vertex's message
+# does not carry the container's output). See vertex_events._primary_failed.
+INVALID = Rule("invalid", Action.FAIL, frozenset({INVALID_ARGUMENT}), _p(r"non-zero status of 2\.?\s*Termination reason: Error\b"))
+# Any other exit is a crash of the container (out of memory: 137, a CUDA error,
+# a start error: 128): a VM of our own can still render the job.
+CRASH = Rule("crash", Action.FALLBACK, frozenset({INVALID_ARGUMENT}), REPLICA_EXIT)
+
 RULES: tuple[Rule, ...] = (
-    # The renderer exits 2 on a bad job; the container's failure says so. A VM
-    # would fail the same way, so the job fails with the renderer's reason.
-    Rule("invalid", Action.FAIL, frozenset({INVALID_ARGUMENT})),
+    INVALID,
+    CRASH,
     Rule("quota", Action.FALLBACK, frozenset({RESOURCE_EXHAUSTED})),
     Rule("quota", Action.FALLBACK, pattern=_p(r"quota|resources? (are|is) insufficient|insufficient resources|stockout|no .*capacity")),
     Rule("timeout", Action.FALLBACK, frozenset({DEADLINE_EXCEEDED})),

@@ -28,9 +28,26 @@ def _message(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
     return data, message.get("attributes") or {}
 
 
-def _job_id(data: bytes, attributes: dict[str, str]) -> str:
-    """Internal topics carry the job id as an attribute (and in the JSON body)."""
-    return attributes.get("job_id") or json.loads(data)["job_id"]
+def _job_id(data: bytes, attributes: dict[str, str]) -> str | None:
+    """Internal topics carry the job id as an attribute (and in the JSON body); None if neither does.
+
+    A message without one is bad input: logged once and acknowledged, never retried.
+    """
+    from common.layout import is_valid_job_id
+
+    job_id = attributes.get("job_id")
+    if not job_id:
+        try:
+            body = json.loads(data)
+        except (ValueError, RecursionError):
+            body = None
+        job_id = body.get("job_id") if isinstance(body, dict) else None
+    if is_valid_job_id(job_id):
+        return job_id
+    from common.logs import get_logger
+
+    get_logger("handlers").error("message ignored: no valid job_id in its attributes or body", job_id=repr(job_id)[:80])
+    return None
 
 
 def _is_finalize(attributes: dict[str, str]) -> bool:
@@ -50,7 +67,7 @@ def intake_staged_manifest(event: CloudEvent) -> None:
     from functions import intake
 
     _, attributes = _message(event)
-    if _is_finalize(attributes):
+    if _is_finalize(attributes) and attributes.get("objectId"):
         intake.accept_staged_manifest(attributes["objectId"])
 
 
@@ -58,7 +75,9 @@ def intake_staged_manifest(event: CloudEvent) -> None:
 def submit_primary(event: CloudEvent) -> None:
     from functions import primary
 
-    primary.submit_primary(_job_id(*_message(event)))
+    job_id = _job_id(*_message(event))
+    if job_id:
+        primary.submit_primary(job_id)
 
 
 @functions_framework.cloud_event
@@ -73,7 +92,9 @@ def on_vertex_event(event: CloudEvent) -> None:
 def launch_fallback(event: CloudEvent) -> None:
     from functions import fallback
 
-    fallback.launch_fallback(_job_id(*_message(event)))
+    job_id = _job_id(*_message(event))
+    if job_id:
+        fallback.launch_fallback(job_id)
 
 
 @functions_framework.cloud_event
@@ -81,7 +102,7 @@ def on_output_finalized(event: CloudEvent) -> None:
     from functions import completion
 
     _, attributes = _message(event)
-    if _is_finalize(attributes):
+    if _is_finalize(attributes) and attributes.get("objectId"):
         completion.complete_from_output(attributes["objectId"], attributes.get("objectGeneration"))
 
 

@@ -25,7 +25,7 @@ from common.logs import get_logger
 from common.manifest import Manifest, ManifestError, check_assets_exist, parse_manifest
 from common.timeline import scene_durations
 from functions import clients
-from functions.jobs import fail_job, store
+from functions.jobs import fail_new_job, store
 from functions.state import JobState, Status
 
 log = get_logger("intake")
@@ -38,6 +38,9 @@ def accept_job_message(data: bytes) -> JobState | None:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         log.error("job message rejected: not JSON", reason=str(err))
         return None
+    except RecursionError:
+        log.error("job message rejected: JSON nested too deeply to read")
+        return None
     if not isinstance(message, dict) or not ({"manifest", "job_id"} & set(message)):
         log.error("job message rejected: needs 'manifest' or 'job_id'", keys=sorted(message) if isinstance(message, dict) else None)
         return None
@@ -45,13 +48,15 @@ def accept_job_message(data: bytes) -> JobState | None:
     hinted_id = message.get("job_id")
     if unknown:
         return _reject(hinted_id, ManifestError(sorted(unknown)[0], "unknown field in job message (allowed: manifest, job_id)"))
+    if "manifest" in message and not isinstance(message["manifest"], dict):
+        kind = type(message["manifest"]).__name__
+        return _reject(hinted_id, ManifestError("manifest", f"must be a JSON object (the manifest itself), got {kind}"))
     if "manifest" in message:
         manifest_json = json.dumps(message["manifest"]).encode()
         try:
             manifest = parse_manifest(message["manifest"])
         except ManifestError as err:
-            manifest_id = message["manifest"].get("job_id") if isinstance(message["manifest"], dict) else None
-            return _reject(hinted_id or manifest_id, err)
+            return _reject(hinted_id or message["manifest"].get("job_id"), err)
         if hinted_id is not None and hinted_id != manifest.job_id:
             return _reject(manifest.job_id, ManifestError("job_id", f"message says {hinted_id!r}, manifest says {manifest.job_id!r}"))
         _stage_manifest_copy(manifest.job_id, manifest_json)
@@ -167,8 +172,13 @@ def _stage_manifest_copy(job_id: str, manifest_json: bytes) -> None:
 
 
 def _reject(job_id: Any, err: ManifestError) -> JobState | None:
+    """One line naming the field; a job of that id that nobody knows yet is recorded as failed.
+
+    A job that exists already is never touched by a message about it that is
+    malformed: it may be healthy and rendering.
+    """
     if layout.is_valid_job_id(job_id):
-        return fail_job(job_id, f"invalid job: {err}", field=err.field)
+        return fail_new_job(job_id, f"invalid job: {err}", field=err.field)
     log.error("job rejected", reason=f"invalid job: {err}", field=err.field)
     return None
 

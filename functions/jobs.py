@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Callable
 
 from common import layout
 from common.logs import get_logger
 from functions import clients
+from functions.outcome import finish_job
 from functions.state import PRIMARY_STATES, JobState, StateStore, Status
 
 log = get_logger("jobs")
@@ -34,17 +36,17 @@ def store() -> StateStore:
     return StateStore(clients.storage_client(), clients.config().staging_bucket)
 
 
-def fail_job(job_id: str, reason: str, **details: object) -> JobState | None:
+def fail_job(job_id: str, reason: str, *, when: Callable[[JobState], bool] | None = None, **details: object) -> JobState | None:
     """Mark a job failed for good, with its one-line reason, and tell the main app once.
 
     A job that is already finished stays as it is: a late failure report (an
-    old VM's, a stale event) must not undo a delivered video.
+    old VM's, a stale event) must not undo a delivered video. ``when`` narrows
+    it further: the job fails only if ``when(state)`` holds (say, the event is
+    about its current attempt), so a caller's check and the write are one step.
     """
 
     def change(state: JobState | None) -> JobState | None:
-        if state is None:
-            state = JobState(job_id=job_id, status=Status.RECEIVED)
-        elif state.status.terminal:
+        if state is None or state.status.terminal or (when is not None and not when(state)):
             return None
         state.error = reason
         state.move_to(Status.FAILED, reason, **details)
@@ -53,29 +55,76 @@ def fail_job(job_id: str, reason: str, **details: object) -> JobState | None:
     state, changed = store().update(job_id, change)
     if changed:
         log.error("job failed", job_id=job_id, reason=reason, **details)
-    if state is not None and state.status is Status.FAILED and not state.outcome_published:
-        body = {"job_id": job_id, "status": "failed", "reason": state.error}
-        state = publish_outcome(state, clients.config().topic_failed, body)
-    return state
+    return finish_job(state) if state is not None else None
 
 
-def publish_outcome(state: JobState, topic: str, body: dict) -> JobState:
-    """Tell the main app how the job ended, then record that it was told.
+def fail_new_job(job_id: str, reason: str, **details: object) -> JobState | None:
+    """Record a job that was rejected before it ever started, failed with its reason.
 
-    The state is written first, the message second: a crash in between is
-    mended by the next delivery, which finds ``outcome_published`` still false.
-    (So the main app may, rarely, hear twice; it keys on ``job_id``.)
+    Only a job nobody knows yet: a malformed message that names an existing
+    job must not touch it (it may be healthy and rendering).
     """
-    clients.publish(topic, body, job_id=state.job_id)
 
-    def mark(current: JobState | None) -> JobState | None:
-        if current is None or current.outcome_published:
+    def create(state: JobState | None) -> JobState | None:
+        if state is not None:
             return None
-        current.outcome_published = True
-        return current
+        state = JobState(job_id=job_id, status=Status.RECEIVED)
+        state.error = reason
+        state.move_to(Status.FAILED, reason, **details)
+        return state
 
-    marked, _ = store().update(state.job_id, mark)
-    return marked or state
+    state, created = store().update(job_id, create)
+    if not created:
+        log.error("message rejected; the job it names is left as it is", job_id=job_id, reason=reason,
+                  job_status=state.status.value if state else None)
+        return state
+    log.error("job failed", job_id=job_id, reason=reason, **details)
+    return finish_job(state) if state is not None else None
+
+
+def primary_is_alive(state: JobState) -> bool:
+    """Whether the job's Vertex AI job may still deliver (queued, pending or running)."""
+    from google.api_core.exceptions import NotFound
+
+    from functions.outcome import ACTIVE_VERTEX_STATES
+
+    custom_job = state.primary.get("custom_job")
+    if not custom_job:
+        return False
+    try:
+        return clients.job_client().get_custom_job(name=custom_job).state.name in ACTIVE_VERTEX_STATES
+    except NotFound:
+        return False
+
+
+def fallback_gave_up(job_id: str, reason: str, *, when: Callable[[JobState], bool], **details: object) -> JobState | None:
+    """The fallback cannot render this job: fail it, unless the primary is still alive.
+
+    A hedge (a VM launched beside a slow primary) that cannot launch must not
+    kill a primary that may still deliver: the job goes back to the primary,
+    and the watchdog may hedge again later.
+    """
+    current = store().get(job_id)
+    if current is None or current.status.terminal or not when(current):
+        return current
+    if not primary_is_alive(current):
+        return fail_job(job_id, reason, when=when, **details)
+
+    def back_to_primary(state: JobState | None) -> JobState | None:
+        if state is None or state.status.terminal or not when(state):
+            return None
+        for key in ("claim", "claimed_at", "retry_at"):
+            state.fallback.pop(key, None)
+        state.fallback["hedge_failed"] = reason
+        started = any(entry["status"] == Status.PRIMARY_RUNNING.value for entry in state.history)
+        status = Status.PRIMARY_RUNNING if started else Status.PRIMARY_SUBMITTED
+        state.move_to(status, f"hedge not launched ({reason}); the primary goes on", **details)
+        return state
+
+    state, changed = store().update(job_id, back_to_primary)
+    if changed:
+        log.warning("hedge given up; the primary goes on", job_id=job_id, reason=reason)
+    return state
 
 
 def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | None = None) -> JobState | None:
@@ -121,10 +170,14 @@ def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> Jo
 
 
 def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | None:
-    """A message some function failed on again and again: fail its job, so it is not stuck silently.
+    """A message some function failed on again and again: count it against its job.
 
     Pub/Sub moves a message to ``dead-letters`` after its last delivery attempt;
-    the attributes say from where and how often.
+    the attributes say from where and how often. One dead letter is no verdict
+    (a dependency may have been down for half a minute): the watchdog re-drives
+    every unfinished job. After ``MAX_DEAD_LETTERS`` of them the job fails with
+    the reason, so nothing is retried forever. This handler never raises on bad
+    input: its own subscription has no dead-letter topic behind it.
     """
     job_id = _job_id_of_message(data, attributes)
     source = attributes.get("CloudPubSubDeadLetterSourceSubscription", "a subscription")
@@ -132,7 +185,22 @@ def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | No
     if job_id is None:
         log.error("dead letter without a job", source=source, deliveries=count, attributes=attributes)
         return None
-    return fail_job(job_id, f"gave up after {count} failed deliveries from {source} (see that function's logs)")
+    limit = clients.config().max_dead_letters
+
+    def count_it(state: JobState | None) -> JobState | None:
+        if state is None or state.status.terminal:
+            return None
+        state.dead_letters += 1
+        return state
+
+    state, counted = store().update(job_id, count_it)
+    if not counted or state is None:
+        return state
+    log.error("message dead-lettered", job_id=job_id, source=source, deliveries=count, dead_letters=state.dead_letters)
+    if state.dead_letters < limit:
+        return state
+    return fail_job(job_id, f"gave up after {state.dead_letters} dead-lettered messages (last: {count} failed deliveries "
+                            f"from {source}; see that function's logs)")
 
 
 def _job_id_of_message(data: bytes, attributes: dict[str, str]) -> str | None:
@@ -142,8 +210,9 @@ def _job_id_of_message(data: bytes, attributes: dict[str, str]) -> str | None:
     candidates += [layout.job_id_of_manifest_object(object_name), layout.job_id_of_video_object(object_name)]
     try:
         body = json.loads(data)
-        if isinstance(body, dict):
-            candidates += [body.get("job_id"), (body.get("manifest") or {}).get("job_id") if isinstance(body.get("manifest"), dict) else None]
-    except ValueError:
-        pass
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse: no job named in it
+        body = None
+    if isinstance(body, dict):
+        manifest = body.get("manifest")
+        candidates += [body.get("job_id"), manifest.get("job_id") if isinstance(manifest, dict) else None]
     return next((c for c in candidates if layout.is_valid_job_id(c)), None)

@@ -98,6 +98,42 @@ def record_spend(key: str, cost_usd: float) -> None:
     cas_update(_bucket(), layout.spend_object(today()), change)
 
 
+def reserve_spend(key: str, cost_usd: float, daily_usd: float) -> tuple[bool, float]:
+    """Reserve ``cost_usd`` of today's budget under ``key`` before a launch, atomically.
+
+    The check and the reservation are one compare-and-swap, so launches racing
+    at the edge of the budget cannot all pass it. A key reserved already (a
+    redelivery, another option for the same attempt) is replaced, not added.
+    Returns ``(reserved, spent by the others)``.
+    """
+    outcome = {"ok": False, "others": 0.0}
+
+    def change(raw: bytes | None) -> bytes | None:
+        doc = json.loads(raw) if raw else {"launches": {}}
+        others = sum(v for k, v in doc["launches"].items() if k != key)
+        outcome.update(others=others, ok=others + cost_usd <= daily_usd + 1e-9)
+        if not outcome["ok"] or doc["launches"].get(key) == round(cost_usd, 6):
+            return None
+        doc["launches"][key] = round(cost_usd, 6)
+        return json.dumps(doc, indent=1).encode()
+
+    cas_update(_bucket(), layout.spend_object(today()), change)
+    return bool(outcome["ok"]), float(outcome["others"])
+
+
+def release_spend(key: str) -> None:
+    """Give back a reservation whose launch did not happen."""
+
+    def change(raw: bytes | None) -> bytes | None:
+        doc = json.loads(raw) if raw else {"launches": {}}
+        if key not in doc["launches"]:
+            return None
+        del doc["launches"][key]
+        return json.dumps(doc, indent=1).encode()
+
+    cas_update(_bucket(), layout.spend_object(today()), change)
+
+
 # ---------------------------------------------------------------- learned speeds
 
 

@@ -3,7 +3,9 @@
 Vertex's ``CreateCustomJob`` takes no request id, so duplicates are kept out by
 the job's state: a delivery first claims the job (``RECEIVED`` ->
 ``PRIMARY_SUBMITTING``), and only the claimant creates the Vertex job, labelled
-with our job id. A claimant that crashed is detected by its claim's age; its
+with our job id and attempt. A duplicate that finds a live claim returns: the
+claimant finishes the work. A claimant that crashed is detected by its claim's
+age (``CLAIM_TIMEOUT_S``) and the watchdog announces the job again; the
 successor looks the Vertex job up by label before creating one.
 """
 
@@ -16,32 +18,28 @@ from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import aiplatform_v1
 from google.protobuf import duration_pb2
 
+from common import layout
 from common.logs import get_logger
 from functions import clients
 from functions.config import Config
 from functions.failures import Action, classify
 from functions.jobs import fail_job, request_fallback, store
-from functions.state import JobState, Status
+from functions.state import JobState, Status, claim_is_live
 
 log = get_logger("primary")
 
-JOB_LABEL = "fast-render-job"
-ATTEMPT_LABEL = "fast-render-attempt"
-CLAIM_TIMEOUT_S = 120.0
-
-
-class ClaimHeld(RuntimeError):
-    """Another delivery is submitting this job right now; retry later."""
+JOB_LABEL, ATTEMPT_LABEL = layout.JOB_LABEL, layout.ATTEMPT_LABEL
 
 
 def submit_primary(job_id: str) -> JobState | None:
     token = uuid.uuid4().hex
     now = time.time()
+    cfg = clients.config()
 
     def claim(state: JobState | None) -> JobState | None:
         if state is None or state.status not in (Status.RECEIVED, Status.PRIMARY_SUBMITTING):
             return None
-        if state.status is Status.PRIMARY_SUBMITTING and now - state.primary.get("claimed_at", 0) < CLAIM_TIMEOUT_S:
+        if state.status is Status.PRIMARY_SUBMITTING and claim_is_live(state.primary, cfg.claim_timeout_s, now):
             return None
         state.primary.update(claim=token, claimed_at=now)
         state.move_to(Status.PRIMARY_SUBMITTING, "submitting to Vertex AI")
@@ -52,11 +50,10 @@ def submit_primary(job_id: str) -> JobState | None:
         log.warning("primary: unknown job", job_id=job_id)
         return None
     if not claimed:
-        if state.status is Status.PRIMARY_SUBMITTING:
-            raise ClaimHeld(f"{job_id}: another delivery is submitting it")  # redelivered later
-        return state  # already submitted or beyond: a duplicate
+        log.info("primary: nothing to do (a duplicate, or another delivery is submitting it)", job_id=job_id,
+                 status=state.status.value)
+        return state
 
-    cfg = clients.config()
     attempt = int(state.primary.get("attempt", 1))
     try:
         vertex_job = _find_existing(cfg, job_id, attempt) or clients.job_client().create_custom_job(
@@ -68,7 +65,7 @@ def submit_primary(job_id: str) -> JobState | None:
         rule = classify(code, str(err.message))
         reason = f"primary {rule.kind}: {err.message}"
         if rule.action is Action.FAIL:
-            return fail_job(job_id, reason)
+            return fail_job(job_id, reason, when=lambda current: current.primary.get("claim") == token)
         return request_fallback(job_id, reason, kind=rule.kind)
 
     def submitted(state: JobState | None) -> JobState | None:

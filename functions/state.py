@@ -62,6 +62,9 @@ class JobState:
     fallback: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
     outcome_published: bool = False  # render-completed / render-failed sent (once the state says so)
+    outcome_claim: dict[str, Any] = field(default_factory=dict)  # who is publishing it now (token, claimed_at)
+    dead_letters: int = 0  # messages about this job that a function failed on until Pub/Sub gave up
+    cleaned_up: bool = False  # after a terminal state: the VM deleted, a losing primary cancelled
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def move_to(self, status: Status, note: str = "", **details: Any) -> None:
@@ -85,6 +88,16 @@ class JobState:
         data = json.loads(raw)
         data["status"] = Status(data["status"])
         return cls(**data)
+
+
+def claim_is_live(section: dict[str, Any], timeout_s: float, now: float | None = None) -> bool:
+    """Whether the claim recorded in ``section`` (``claim``, ``claimed_at``) is held by a live delivery.
+
+    A claimant that crashed leaves its claim behind; past ``timeout_s`` (longer
+    than a function may run) it is dead, and the watchdog hands the work on.
+    """
+    now = time.time() if now is None else now
+    return bool(section.get("claim")) and now - float(section.get("claimed_at", 0)) < timeout_s
 
 
 def cas_update(

@@ -17,12 +17,14 @@ from google.cloud import aiplatform_v1
 
 from common.logs import get_logger
 from functions import clients
-from functions.failures import Action, classify
+from functions.failures import CRASH, Action, classify
 from functions.jobs import about_current_primary, fail_job, request_fallback, retry_primary, store
 from functions.primary import JOB_LABEL
-from functions.state import JobState, Status
+from functions.state import PRIMARY_STATES, JobState, Status
 
 log = get_logger("vertex_events")
+
+VERTEX_RENDERER = "vertex"  # the heartbeat name of the primary's renderer (render_vm/worker.py)
 
 _CUSTOM_JOB_NAME = re.compile(r"projects/[^/\"\s]+/locations/[^/\"\s]+/customJobs/[0-9A-Za-z_-]+")
 VertexState = aiplatform_v1.JobState
@@ -40,7 +42,7 @@ def custom_job_name(entry: bytes, project: str) -> str | None:
         return match.group(0)
     try:
         labels = json.loads(text).get("resource", {}).get("labels", {})
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     if labels.get("job_id") and labels.get("location"):
         return f"projects/{project}/locations/{labels['location']}/customJobs/{labels['job_id']}"
@@ -93,20 +95,43 @@ def _primary_failed(job_id: str, vertex_job: aiplatform_v1.CustomJob) -> JobStat
         code, message = 1, message or "cancelled"
     rule = classify(code, message)
     reason = failure_reason(rule.kind, code, message)
+    if rule.action is Action.FAIL and rule.kind == "invalid":
+        verdict = _renderers_verdict(job_id)
+        if verdict is None:
+            # Exit 2 without the renderer saying "invalid" (a wrong command line
+            # exits 2 too): let a VM's renderer judge the job.
+            rule, reason = CRASH, failure_reason(CRASH.kind, code, message)
+        else:
+            reason = f"invalid job: {verdict}"
+    custom = vertex_job.name
+
+    def about_the_current_primary(state: JobState) -> bool:
+        # A late event about an earlier attempt, or about a primary that has a
+        # hedge VM rendering beside it, must not end the job.
+        return state.status in PRIMARY_STATES and about_current_primary(state, custom)
+
     if rule.action is Action.FAIL:
-        return fail_job(job_id, reason, custom_job=vertex_job.name, code=code)
+        return fail_job(job_id, reason, when=about_the_current_primary, custom_job=custom, code=code)
     if rule.action is Action.RETRY_PRIMARY:
-        return retry_primary(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)
-    return request_fallback(job_id, reason, kind=rule.kind, custom_job=vertex_job.name)
+        return retry_primary(job_id, reason, kind=rule.kind, custom_job=custom)
+    return request_fallback(job_id, reason, kind=rule.kind, custom_job=custom)
+
+
+def _renderers_verdict(job_id: str) -> str | None:
+    """The renderer's one-line reason, if the primary's renderer found the job invalid (its heartbeat)."""
+    from functions.heartbeats import read_heartbeat
+
+    beat = read_heartbeat(job_id, VERTEX_RENDERER)
+    if beat.get("stage") == "failed" and beat.get("invalid"):
+        return str(beat.get("error") or "rejected by the renderer")
+    return None
+
+
+def _first_line(message: str) -> str:
+    return next((line.strip() for line in message.splitlines() if line.strip()), "")
 
 
 def failure_reason(kind: str, code: int, message: str) -> str:
-    """One line for the job's history: Vertex's first line, or for an invalid job the
-    renderer's own line (the container's last stderr line, which names the field)."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if not lines:
-        return f"primary {kind}: code {code}"
-    if kind == "invalid":
-        return f"invalid job: {lines[-1].removeprefix('error: ')}"
-    return f"primary {kind}: {lines[0]}"
-
+    """One line for the job's history: Vertex's first line."""
+    line = _first_line(message)
+    return f"primary {kind}: {line}" if line else f"primary {kind}: code {code}"

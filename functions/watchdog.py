@@ -1,32 +1,34 @@
-"""The watchdog: every minute, look at unfinished jobs and act on what events missed.
+"""The watchdog: every minute, move on every job that events alone did not.
 
-Primary (Vertex AI) jobs:
+Every non-terminal state has a way forward here, so a lost message, a crashed
+function or a hung VM delays a job but never strands it:
 
-* queued past ``PRIMARY_QUEUE_TIMEOUT_S``, or running past
-  ``PRIMARY_OVERRUN_FACTOR`` x its estimate: hedge. The fallback VM is
-  launched *without* cancelling the primary; whichever video lands first
-  completes the job (the upload is create-only) and the other renderer is
-  stopped by the completion step.
-* ended without its event reaching us (a lost message): the Vertex job's real
-  state is applied, as the event would have.
+* ``received``, ``primary_submitting`` (claim expired), ``vm_launching``
+  (claim expired), ``fallback_requested`` (backoff due, or the request lost):
+  announced again; the step itself is idempotent.
+* ``primary_submitted`` / ``primary_running``: the Vertex job's real state is
+  applied, as a lost event would have; queued past ``PRIMARY_QUEUE_TIMEOUT_S``
+  or running past ``PRIMARY_OVERRUN_FACTOR`` x its estimate: hedged (a VM is
+  launched *without* cancelling the primary; the first video wins).
+* ``vm_running``: a VM that vanished without a video (preempted, crashed), or
+  whose heartbeat is older than ``VM_HEARTBEAT_TIMEOUT_S`` (hung; none at all
+  ``VM_BOOT_TIMEOUT_S`` after launch), is deleted and relaunched as a new
+  attempt, which reuses the finished segments; Spot is no longer offered after
+  the catalog's ``max_preemptions``; after ``MAX_VM_ATTEMPTS`` the fallback
+  gives up. A renderer that found the job invalid fails it.
+* any unfinished job whose video is already in the output bucket (its
+  finalize event was lost): completed.
+* a finished job whose clean-up or outcome message did not happen: done now.
 
-Fallback jobs:
-
-* waiting out a backoff, or whose fallback request was lost: announced again.
-* a VM that vanished without a video: preempted (Spot) or crashed. Relaunched
-  as a new attempt, which reuses the finished segments; the preemption count
-  steers the next choice to on-demand after the catalog's ``max_preemptions``.
-  After ``MAX_VM_ATTEMPTS`` the job fails with the reason.
-* a worker that found the job invalid: the job fails with its reason.
-
-And the reaper: a VM labelled as ours whose job is finished or unknown, or
-which is not the job's current attempt, is deleted.
+One job whose check raises is logged and skipped; the others and the reaper
+still run. The reaper deletes VMs labelled as ours that are not their job's
+current attempt (judged on the job's state read just before the delete).
 """
 
 from __future__ import annotations
 
-import json
 import time
+from collections import Counter
 from datetime import datetime, timezone
 
 from google.api_core.exceptions import NotFound
@@ -34,37 +36,75 @@ from google.api_core.exceptions import NotFound
 from common import layout
 from common.logs import get_logger
 from functions import clients
-from functions.jobs import fail_job, request_fallback, store
-from functions.primary import JOB_LABEL
-from functions.state import PRIMARY_STATES, JobState, Status
+from functions.heartbeats import heartbeat_age_s, read_heartbeat
+from functions.jobs import fail_job, fallback_gave_up, request_fallback, store
+from functions.outcome import finish_job, needs_finishing
+from functions.state import PRIMARY_STATES, JobState, Status, claim_is_live
 
 log = get_logger("watchdog")
 
+
 def run_watchdog() -> dict[str, int]:
-    """One pass over every unfinished job, then the reaper; returns counts of what it did."""
-    acted = {"checked": 0, "hedged": 0, "reannounced": 0, "relaunched": 0, "failed": 0, "reaped": 0}
-    states: dict[str, JobState] = {}
+    """One pass over every job, then the reaper; returns counts of what it did."""
+    acted: Counter[str] = Counter()
     for job_id in store().list_ids():
-        state = store().get(job_id)
-        if state is None:
+        try:
+            state = store().get(job_id)
+            if state is None:
+                continue
+            acted["checked"] += not state.status.terminal
+            outcome = check_job(state)
+        except Exception as err:  # noqa: BLE001 -- one bad job must not stop the pass
+            log.exception("watchdog: checking a job failed; the others go on", job_id=job_id, error=repr(err))
+            acted["errors"] += 1
             continue
-        states[job_id] = state
-        if state.status.terminal:
-            continue
-        acted["checked"] += 1
-        outcome = None
-        if state.status in PRIMARY_STATES:
-            outcome = _check_primary(state)
-        elif state.status is Status.FALLBACK_REQUESTED:
-            outcome = _check_fallback_request(state)
-        elif state.status is Status.VM_RUNNING:
-            outcome = _check_vm(state)
         if outcome:
             acted[outcome] += 1
-    acted["reaped"] = reap_orphans(states)
+    try:
+        acted["reaped"] = reap_orphans()
+    except Exception as err:  # noqa: BLE001
+        log.exception("watchdog: the reaper failed", error=repr(err))
+        acted["errors"] += 1
     if any(v for k, v in acted.items() if k != "checked"):
         log.info("watchdog acted", **acted)
-    return acted
+    return dict(acted)
+
+
+def check_job(state: JobState) -> str | None:
+    """What one job needs now, done; returns what was done (for the counts) or None."""
+    if state.status.terminal:
+        if needs_finishing(state):
+            finish_job(state)
+            return "finished"
+        return None
+    if _video_delivered(state.job_id):
+        from functions.completion import complete_from_output
+
+        complete_from_output(layout.video_object(state.job_id))
+        return "completed"
+    cfg = clients.config()
+    if state.status is Status.RECEIVED and _age_s(state.updated_at) > cfg.fallback_reannounce_s:
+        return _announce(cfg.topic_primary, state.job_id, "re-announce")
+    if state.status is Status.PRIMARY_SUBMITTING and not claim_is_live(state.primary, cfg.claim_timeout_s):
+        return _announce(cfg.topic_primary, state.job_id, "claim expired")
+    if state.status in (Status.PRIMARY_SUBMITTED, Status.PRIMARY_RUNNING):
+        return _check_primary(state)
+    if state.status is Status.FALLBACK_REQUESTED:
+        return _check_fallback_request(state)
+    if state.status is Status.VM_LAUNCHING and not claim_is_live(state.fallback, cfg.claim_timeout_s):
+        return _announce(cfg.topic_fallback, state.job_id, "claim expired")
+    if state.status is Status.VM_RUNNING:
+        return _check_vm(state)
+    return None
+
+
+def _announce(topic: str, job_id: str, reason: str) -> str:
+    clients.publish(topic, {"job_id": job_id, "reason": reason}, job_id=job_id)
+    return "reannounced"
+
+
+def _video_delivered(job_id: str) -> bool:
+    return clients.storage_client().bucket(clients.config().output_bucket).blob(layout.video_object(job_id)).exists()
 
 
 def _age_s(iso: str) -> float:
@@ -88,7 +128,7 @@ def _check_primary(state: JobState) -> str | None:
         try:
             vertex_job = clients.job_client().get_custom_job(name=custom_job)
         except NotFound:
-            request_fallback(state.job_id, "the primary's Vertex AI job vanished", kind="lost")
+            request_fallback(state.job_id, "the primary's Vertex AI job vanished", kind="lost", custom_job=custom_job)
             return "hedged"
         state = apply_primary_state(state.job_id, vertex_job) or state  # what a lost event would have done
     cfg = clients.config()
@@ -120,35 +160,54 @@ def _check_fallback_request(state: JobState) -> str | None:
     lost = retry_at is None and _age_s(state.updated_at) > clients.config().fallback_reannounce_s
     if not (due or lost):
         return None
-    clients.publish(clients.config().topic_fallback, {"job_id": state.job_id, "reason": "retry" if due else "re-announce"},
-                    job_id=state.job_id)
-    return "reannounced"
+    return _announce(clients.config().topic_fallback, state.job_id, "retry" if due else "re-announce")
 
 
 def _check_vm(state: JobState) -> str | None:
     cfg = clients.config()
-    heartbeat = _heartbeat(cfg.staging_bucket, state.job_id)
+    fb = state.fallback
+    instance, zone, attempt = fb.get("instance"), fb.get("zone"), int(fb.get("attempt", 1))
+
+    def still_this_vm(current: JobState) -> bool:
+        return current.status is Status.VM_RUNNING and current.fallback.get("instance") == instance
+
+    heartbeat = read_heartbeat(state.job_id, instance) if instance else {}
     if heartbeat.get("stage") == "failed" and heartbeat.get("invalid"):
-        fail_job(state.job_id, f"invalid job: {heartbeat.get('error', 'rejected by the renderer')}")
+        fail_job(state.job_id, f"invalid job: {heartbeat.get('error', 'rejected by the renderer')}", when=still_this_vm)
         return "failed"
     try:
-        clients.instances_client().get(project=cfg.project, zone=state.fallback["zone"], instance=state.fallback["instance"])
-        return None  # still working
+        vm = clients.instances_client().get(project=cfg.project, zone=zone, instance=instance)
+    except NotFound:
+        vm = None
+    if vm is not None and vm.status not in ("TERMINATED", "STOPPED", "SUSPENDED"):
+        silent_s = heartbeat_age_s(heartbeat)
+        launched_s = time.time() - float(fb.get("launched_at") or time.time() - _since(state, Status.VM_RUNNING))
+        hung = silent_s > cfg.vm_heartbeat_timeout_s if silent_s is not None else launched_s > cfg.vm_boot_timeout_s
+        if not hung:
+            return None  # still working
+        why = "hung"
+        _delete_vm(cfg, zone, instance)
+    else:
+        if vm is not None:
+            _delete_vm(cfg, zone, instance)
+        # A lost Spot VM counts as preempted even if its worker logged an error on the
+        # way down (preemption kills the renderer first): erring towards on-demand is safe.
+        preempted = fb.get("provisioning") == "spot"
+        why = "preempted" if preempted else "crashed" if heartbeat.get("stage") == "failed" else "lost"
+    if attempt >= cfg.max_vm_attempts:
+        detail = f", {heartbeat['error']}" if why == "crashed" and heartbeat.get("error") else ""
+        fallback_gave_up(state.job_id, f"fallback VM {why} {attempt} times without a video (last: {instance}{detail})",
+                         when=still_this_vm)
+        return "failed"
+    _relaunch(state.job_id, attempt, why)
+    return "relaunched"
+
+
+def _delete_vm(cfg, zone: str, instance: str) -> None:
+    try:
+        clients.instances_client().delete(project=cfg.project, zone=zone, instance=instance)
     except NotFound:
         pass
-    if clients.storage_client().bucket(cfg.output_bucket).blob(layout.video_object(state.job_id)).exists():
-        return None  # it finished; the completion event is on its way
-    attempt = int(state.fallback.get("attempt", 1))
-    # A lost Spot VM counts as preempted even if its worker logged an error on the
-    # way down (preemption kills the renderer first): erring towards on-demand is safe.
-    preempted = state.fallback.get("provisioning") == "spot"
-    crashed = not preempted and heartbeat.get("stage") == "failed"
-    if attempt >= cfg.max_vm_attempts:
-        fail_job(state.job_id, f"fallback VM lost {attempt} times without a video (last: {state.fallback.get('instance')}"
-                               f"{', ' + heartbeat['error'] if crashed and heartbeat.get('error') else ''})")
-        return "failed"
-    _relaunch(state.job_id, attempt, "preempted" if preempted else "crashed" if crashed else "lost")
-    return "relaunched"
 
 
 def _relaunch(job_id: str, attempt: int, why: str) -> None:
@@ -166,29 +225,34 @@ def _relaunch(job_id: str, attempt: int, why: str) -> None:
         clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": f"vm {why}"}, job_id=job_id)
 
 
-def _heartbeat(bucket: str, job_id: str) -> dict:
-    try:
-        return json.loads(clients.storage_client().bucket(bucket).blob(layout.progress_object(job_id)).download_as_bytes())
-    except (NotFound, ValueError):
-        return {}
-
-
 # ---------------------------------------------------------------- reaper
 
 
-def reap_orphans(states: dict[str, JobState]) -> int:
-    """Delete our VMs that no unfinished job owns (a missed self-delete, a lost race)."""
+def is_current_vm(state: JobState | None, labels: dict[str, str]) -> bool:
+    """Whether a VM with these labels is its job's current attempt (launching or rendering)."""
+    return (
+        state is not None
+        and state.status in (Status.VM_LAUNCHING, Status.VM_RUNNING)
+        and labels.get(layout.ATTEMPT_LABEL) == str(state.fallback.get("attempt", 1))
+    )
+
+
+def reap_orphans() -> int:
+    """Delete our VMs that no unfinished job owns (a missed self-delete, a lost race, an old attempt).
+
+    Each VM is judged on its job's state read just before deciding, not on a
+    snapshot from the start of the pass: a VM launched meanwhile is current.
+    """
     cfg = clients.config()
     reaped = 0
-    request = {"project": cfg.project, "filter": f"labels.{JOB_LABEL}:*"}
+    request = {"project": cfg.project, "filter": f"labels.{layout.JOB_LABEL}:*"}
     for zone_scope, scoped in clients.instances_client().aggregated_list(request=request):
         for instance in scoped.instances:
-            job_id = instance.labels.get(JOB_LABEL)
+            job_id = instance.labels.get(layout.JOB_LABEL)
             if job_id is None:
                 continue
-            state = states.get(job_id)
-            current = state is not None and not state.status.terminal and state.fallback.get("instance") in (instance.name, None)
-            if current:
+            state = store().get(job_id) if layout.is_valid_job_id(job_id) else None
+            if is_current_vm(state, dict(instance.labels)):
                 continue
             zone = zone_scope.rsplit("/", 1)[-1]
             try:

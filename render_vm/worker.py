@@ -3,9 +3,13 @@
 The same worker runs on the fallback VM (started by ``startup.sh``, which
 reads its settings from the instance metadata) and as the Vertex AI
 container's command (settings as flags). It knows nothing of job state: it
-reports progress through ``jobs/<job_id>/progress.json`` and delivers
-``renders/<job_id>/video.mp4`` and ``render.json``, whose arrival completes
-the job.
+reports progress through its heartbeat ``jobs/<job_id>/progress/<renderer>.json``
+(``vertex``, or the VM's instance name), rewritten every few seconds even
+while a long step runs, so that a silent VM is known to be hung; and it
+delivers ``renders/<job_id>/video.mp4``, carrying its report in the object's
+metadata (``fast-render-report``), then ``render.json``. The video's arrival
+completes the job; the report rides on it, so completion never reads a
+``render.json`` that is not written yet.
 
 Delivery is create-only (``if_generation_match=0``): when the primary and a
 hedged VM both finish, the first video wins and the second renderer just stops.
@@ -21,6 +25,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -36,7 +41,8 @@ from common.manifest import ManifestError
 log = get_logger("worker")
 
 METADATA_PREFIX = "fast-render-"
-HEARTBEAT_EVERY_S = 2.0
+HEARTBEAT_EVERY_S = 2.0  # progress is written at most this often
+KEEPALIVE_EVERY_S = 10.0  # and at least this often, whatever the worker is doing
 
 
 @dataclass(frozen=True)
@@ -90,33 +96,69 @@ def _spec(argv: list[str]) -> WorkerSpec:
     )
 
 
+def renderer_name(spec: WorkerSpec) -> str:
+    """Whose heartbeat this is: ``vertex`` for the primary, else the VM's instance name."""
+    return "vertex" if spec.rendered_by == "vertex" else (spec.instance or socket.gethostname())
+
+
 class Heartbeat:
-    """Writes ``progress.json`` at most every few seconds, and always at the end."""
+    """Writes this renderer's heartbeat: progress at most every few seconds, a keep-alive at least every few.
+
+    The keep-alive runs in its own thread, so a long download or upload still
+    shows a live worker; a frozen VM stops it with everything else.
+    """
 
     def __init__(self, bucket: storage.Bucket, spec: WorkerSpec) -> None:
-        self._blob = bucket.blob(layout.progress_object(spec.job_id))
-        self._base = {"job_id": spec.job_id, "rendered_by": spec.rendered_by, "instance": spec.instance}
+        self._blob = bucket.blob(layout.progress_object(spec.job_id, renderer_name(spec)))
+        self._body: dict = {"job_id": spec.job_id, "rendered_by": spec.rendered_by, "instance": spec.instance}
         self._last = 0.0
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._keep_alive, daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
 
     def update(self, progress: dict, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < HEARTBEAT_EVERY_S:
-            return
-        self._last = now
-        body = {**self._base, **progress, "updated_at": time.time()}
+        with self._lock:
+            self._body.update(progress)
+            if not force and time.monotonic() - self._last < HEARTBEAT_EVERY_S:
+                return
+            self._write()
+
+    def _keep_alive(self) -> None:
+        while not self._stopped.wait(KEEPALIVE_EVERY_S):
+            with self._lock:
+                if time.monotonic() - self._last >= KEEPALIVE_EVERY_S:
+                    self._write()
+
+    def _write(self) -> None:
+        self._last = time.monotonic()
+        body = {**self._body, "updated_at": time.time()}
         try:
             self._blob.upload_from_string(json.dumps(body), content_type="application/json")
         except Exception as err:  # noqa: BLE001 -- progress is best effort; the render goes on
-            log.warning("heartbeat not written", job_id=self._base["job_id"], error=str(err))
+            log.warning("heartbeat not written", job_id=body["job_id"], error=str(err))
 
 
 def run(spec: WorkerSpec, client: storage.Client | None = None) -> int:
     """Render one job; the exit code follows the renderer's contract (2: invalid job)."""
-    from render_vm.renderer import render_job  # heavy imports only when rendering
-
     client = client or storage.Client()
     staging, output = client.bucket(spec.staging_bucket), client.bucket(spec.output_bucket)
-    heartbeat = Heartbeat(staging, spec)
+    heartbeat = Heartbeat(staging, spec).start()
+    try:
+        return _run(spec, staging, output, heartbeat)
+    finally:
+        heartbeat.stop()
+
+
+def _run(spec: WorkerSpec, staging: storage.Bucket, output: storage.Bucket, heartbeat: Heartbeat) -> int:
+    from render_vm.renderer import render_job  # heavy imports only when rendering
+
     started = time.monotonic()
     log.info("worker started", job_id=spec.job_id, rendered_by=spec.rendered_by, instance=spec.instance)
     with tempfile.TemporaryDirectory(prefix=f"render-{spec.job_id}-") as tmp:
@@ -160,28 +202,45 @@ def run(spec: WorkerSpec, client: storage.Client | None = None) -> int:
 
 
 def _download_job(bucket: storage.Bucket, job_id: str, job_dir: Path, segments_dir: Path) -> int:
-    """The job folder to ``job_dir``, its kept segments to ``segments_dir``; returns the segment count."""
+    """The job folder to ``job_dir``, its kept segments to ``segments_dir``; returns the segment count.
+
+    Object names are untrusted paths: GCS allows ``jobs/x//tmp/f`` and
+    ``jobs/x/images/../../f``. A name that would land outside its folder is
+    skipped (the manifest's own paths are checked by the contract validator).
+    """
     prefix, segments = layout.job_prefix(job_id), layout.segments_prefix(job_id)
     segments_dir.mkdir(parents=True, exist_ok=True)
     reused = 0
     for blob in bucket.list_blobs(prefix=prefix):
-        if blob.name == layout.progress_object(job_id) or blob.name.endswith("/"):
+        if blob.name.startswith(layout.progress_prefix(job_id)) or blob.name.endswith("/"):
             continue
-        if blob.name.startswith(segments):
-            target, reused = segments_dir / blob.name[len(segments):], reused + 1
-        else:
-            target = job_dir / blob.name[len(prefix):]
+        in_segments = blob.name.startswith(segments)
+        folder, relative = (segments_dir, blob.name[len(segments):]) if in_segments else (job_dir, blob.name[len(prefix):])
+        target = safe_path(folder, relative)
+        if target is None:
+            log.warning("object skipped: its name leaves the job folder", job_id=job_id, object=blob.name)
+            continue
+        reused += in_segments
         target.parent.mkdir(parents=True, exist_ok=True)
         blob.download_to_filename(str(target))
     return reused
 
 
+def safe_path(folder: Path, relative: str) -> Path | None:
+    """``folder / relative`` if that stays inside ``folder`` (no empty, ``.`` or ``..`` parts); else None."""
+    parts = relative.split("/")
+    if not relative or any(part in ("", ".", "..") for part in parts) or "\\" in relative or "\x00" in relative:
+        return None
+    target = folder.joinpath(*parts)
+    return target if target.resolve().is_relative_to(folder.resolve()) else None
+
+
 def _deliver(bucket: storage.Bucket, job_id: str, video: Path, report: dict) -> bool:
     """Upload the video, then its report, create-only; False when another renderer won."""
+    blob = bucket.blob(layout.video_object(job_id))
+    blob.metadata = {layout.VIDEO_REPORT_METADATA: json.dumps(report, separators=(",", ":"))}
     try:
-        bucket.blob(layout.video_object(job_id)).upload_from_filename(
-            str(video), content_type="video/mp4", if_generation_match=0
-        )
+        blob.upload_from_filename(str(video), content_type="video/mp4", if_generation_match=0)
     except PreconditionFailed:
         log.info("another renderer delivered first; this video is discarded", job_id=job_id)
         return False

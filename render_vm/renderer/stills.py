@@ -28,7 +28,12 @@ _RGB_TO_YCBCR = np.array(
     dtype=np.float32,
 )
 
-Image.MAX_IMAGE_PIXELS = 400_000_000  # big stills are fine; Pillow's default warns at 89 MP
+# A still's header may claim any size (a 1 KB PNG can declare 30000 x 30000
+# pixels and decode to 2.7 GB). Stills up to this many pixels are fine (a
+# 100-megapixel photo is); beyond it the job is invalid, said in one line,
+# before anything is decoded. Pillow's own bomb check is then never reached.
+MAX_STILL_PIXELS = 120_000_000
+Image.MAX_IMAGE_PIXELS = None
 
 
 class StillError(Exception):
@@ -60,15 +65,22 @@ def check_still(path: Path) -> None:
     """Cheap up-front check (header only) so a bad still fails before any rendering."""
     try:
         with Image.open(path) as image:
-            image.size  # noqa: B018 - opening parses the header; that is the check
+            _check_size(path, image.size)  # opening parses the header only
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise StillError(str(path), _describe(err)) from None
+
+
+def _check_size(path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_STILL_PIXELS:
+        raise StillError(str(path), f"{width}x{height} pixels is more than the {MAX_STILL_PIXELS // 1_000_000} megapixels allowed")
 
 
 def load_still(path: Path, width: int, height: int) -> Planes:
     """Decode ``path`` and return it cover-cropped to exactly ``width`` x ``height`` (both even)."""
     try:
         with Image.open(path) as image:
+            _check_size(path, image.size)
             # JPEG can decode at 1/2, 1/4, 1/8 scale for nearly free; keep at least the longer side.
             side = max(width, height)
             image.draft("RGB", (side, side))

@@ -7,14 +7,20 @@ import pytest
 from catalog.model import load_catalog
 from catalog.select import select
 from functions.failures import Action, classify
-from functions.fallback import classify_insert_error, instance_name, request_id
+from functions.insert_errors import InsertError, classify_insert_error
 from functions.vertex_events import failure_reason
+from functions.vm_spec import instance_name, request_id
 
 
 @pytest.mark.parametrize(
     ("code", "message", "kind", "action"),
     [
-        (3, "The replica workerpool0-0 exited with a non-zero status of 2.\nerror: scenes[1].image: file not found", "invalid", Action.FAIL),
+        (3, "The replica workerpool0-0 exited with a non-zero status of 2. Termination reason: Error. To find out more", "invalid", Action.FAIL),
+        # Vertex reports every replica exit as code 3: a crash is not bad input.
+        (3, "The replica workerpool0-0 exited with a non-zero status of 1. Termination reason: Error.", "crash", Action.FALLBACK),
+        (3, "The replica workerpool0-0 exited with a non-zero status of 137. Termination reason: Error.", "crash", Action.FALLBACK),
+        (3, "The replica workerpool0-0 exited with a non-zero status of 128. Termination reason: StartError.", "crash", Action.FALLBACK),
+        (3, "something else that is invalid", "unknown", Action.FALLBACK),
         (8, "The following quota metrics exceed quota limits: aiplatform.googleapis.com/custom_model_training_nvidia_t4_gpus", "quota", Action.FALLBACK),
         (9, "Resources are insufficient in region: us-central1", "quota", Action.FALLBACK),
         (4, "Job exceeded its scheduling.timeout of 3600s", "timeout", Action.FALLBACK),
@@ -37,23 +43,39 @@ def option():
 
 
 @pytest.mark.parametrize(
-    ("text", "kind", "location"),
+    ("codes", "metric", "kind", "location"),
     [
-        ("ZONE_RESOURCE_POOL_EXHAUSTED The zone 'projects/p/zones/us-central1-a' does not have enough resources", "stockout", "zone"),
-        ("ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS ...", "stockout", "zone"),
-        ("QUOTA_EXCEEDED Quota 'NVIDIA_L4_GPUS' exceeded.  Limit: 0.0 in region us-central1.", "region-quota", "region"),
-        ("QUOTA_EXCEEDED Quota 'GPUS_ALL_REGIONS' exceeded.  Limit: 0.0 globally.", "all-regions-quota", None),
-        ("Required 'compute.instances.create' permission for 'projects/p'", "fatal", None),
+        (("ZONE_RESOURCE_POOL_EXHAUSTED",), None, "stockout", "zone"),
+        (("ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "resource_availability"), None, "stockout", "zone"),
+        (("insufficientCapacity",), None, "stockout", "zone"),
+        (("UNSUPPORTED_OPERATION",), None, "zone", "zone"),
+        (("RESOURCE_NOT_READY",), None, "zone", "zone"),
+        (("QUOTA_EXCEEDED",), "NVIDIA_L4_GPUS", "region-quota", "region"),
+        (("QUOTA_EXCEEDED",), "GPUS_ALL_REGIONS", "all-regions-quota", None),
+        (("RESOURCE_OPERATION_RATE_EXCEEDED",), None, "rate-limit", None),
+        (("rateLimitExceeded",), None, "rate-limit", None),
+        (("CONCURRENT_OPERATIONS_QUOTA_EXCEEDED",), None, "rate-limit", None),
+        (("QUOTA_EXCEEDED",), "CONCURRENT_OPERATIONS", "rate-limit", None),  # a limit on operations in flight
+        (("forbidden",), None, "fatal", None),
+        (("INVALID_FIELD_VALUE",), None, "fatal", None),
+        (("SOMETHING_NEW",), None, "unknown", "zone"),  # unknown: this zone only, the launch goes on
+        ((), None, "unknown", "zone"),
     ],
 )
-def test_insert_errors_block_a_zone_a_region_or_a_gpu_type(option, text: str, kind: str, location: str | None) -> None:
-    failure = classify_insert_error(text, option, "us-central1-a")
+def test_insert_errors_are_judged_by_their_code(option, codes, metric, kind: str, location: str | None) -> None:
+    failure = classify_insert_error(InsertError(codes, "some text that must not matter", metric), option, "us-central1-a")
     assert failure.kind == kind
-    if kind == "fatal":
-        assert failure.block is None
+    if location is None:
+        assert failure.block is None or failure.block.location is None
         return
     assert failure.block.gpu == option.gpu
-    assert failure.block.location == {"zone": "us-central1-a", "region": "us-central1", None: None}[location]
+    assert failure.block.location == {"zone": "us-central1-a", "region": "us-central1"}[location]
+
+
+def test_a_quota_metric_is_read_from_the_message_when_no_quota_info_came() -> None:
+    error = InsertError.from_exception(type("E", (), {"errors": [{"reason": "quotaExceeded"}], "reason": None,
+                                                      "message": "Quota 'GPUS_ALL_REGIONS' exceeded.  Limit: 0.0 globally."})())
+    assert error.codes == ("quotaExceeded",) and error.quota_metric == "GPUS_ALL_REGIONS"
 
 
 def test_instance_names_and_request_ids_are_deterministic(option) -> None:
@@ -64,9 +86,7 @@ def test_instance_names_and_request_ids_are_deterministic(option) -> None:
     assert request_id(name, "us-central1-a", option, 1) != request_id(name, "us-central1-b", option, 1)
 
 
-def test_an_invalid_job_reported_by_vertex_keeps_the_renderers_one_line_reason() -> None:
-    message = "The replica workerpool0-0 exited with a non-zero status of 2.\nerror: scenes[3].image: file not found: images/004.png"
-    assert failure_reason("invalid", 3, message) == "invalid job: scenes[3].image: file not found: images/004.png"
+def test_a_vertex_failure_reads_as_its_first_line() -> None:
     assert failure_reason("quota", 8, "The following quota metrics exceed quota limits: x") == (
         "primary quota: The following quota metrics exceed quota limits: x"
     )

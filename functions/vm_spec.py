@@ -1,0 +1,87 @@
+"""The fallback VM as Compute Engine sees it: its name, its request id, its instance resource.
+
+Names and request ids are deterministic, so that a duplicate or a
+crashed-and-retried delivery re-issues the very same insert: the same name in
+the same zone is refused as ``alreadyExists``, and the same ``requestId`` is
+answered with the same operation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from google.cloud import compute_v1
+
+from catalog.select import Option
+from common import layout
+from functions.config import Config
+
+STARTUP_SCRIPT = (Path(__file__).resolve().parent.parent / "render_vm" / "startup.sh").read_text()
+_REQUEST_ID_NAMESPACE = uuid.UUID("5f4b3a52-6e0c-4d7f-9a43-7a1f0c2b9e11")
+
+
+def instance_name(job_id: str, attempt: int) -> str:
+    """Deterministic per job and attempt (a-z0-9-, at most 63 characters)."""
+    return f"fr-{job_id}-a{attempt}"
+
+
+def request_id(name: str, zone: str, option: Option, pass_no: int, retry: int = 0) -> str:
+    """The same insert (a redelivery) gets the same id, so Compute Engine returns the same operation.
+
+    Another GPU or provisioning in the same zone, a later pass after a backoff,
+    or a retry after a rate limit is a different request and must not be
+    answered from the old one (GCE would return the same failed operation).
+    """
+    key = f"{zone}/{name}/{option.gpu}/{option.provisioning}/pass-{pass_no}" + (f"/retry-{retry}" if retry else "")
+    return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, key))
+
+
+def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Option, zone: str) -> compute_v1.Instance:
+    spot = option.provisioning == "spot"
+    metadata = {
+        "startup-script": STARTUP_SCRIPT,
+        "fast-render-job-id": job_id,
+        "fast-render-attempt": str(attempt),
+        "fast-render-staging-bucket": cfg.staging_bucket,
+        "fast-render-output-bucket": cfg.output_bucket,
+        "fast-render-worker-command": cfg.vm_worker_command,
+        "fast-render-instance": name,
+        "fast-render-gpu": option.gpu,
+        "fast-render-price-per-hour": str(option.price_per_hour),
+        "fast-render-compute-api": cfg.compute_endpoint or "https://compute.googleapis.com",
+    }
+    return compute_v1.Instance(
+        name=name,
+        machine_type=f"zones/{zone}/machineTypes/{option.machine_type}",
+        labels={layout.JOB_LABEL: job_id, layout.ATTEMPT_LABEL: str(attempt), layout.GPU_LABEL: option.gpu},
+        tags=compute_v1.Tags(items=["fast-render"]),
+        guest_accelerators=[
+            compute_v1.AcceleratorConfig(
+                accelerator_type=f"zones/{zone}/acceleratorTypes/{option.accelerator}",
+                accelerator_count=option.accelerator_count,
+            )
+        ],
+        disks=[
+            compute_v1.AttachedDisk(
+                boot=True,
+                auto_delete=True,
+                initialize_params=compute_v1.AttachedDiskInitializeParams(source_image=cfg.vm_image, disk_size_gb=100),
+            )
+        ],
+        # No access config: no external IP. The VM reaches Google APIs through
+        # Private Google Access / Cloud NAT on its subnet.
+        network_interfaces=[compute_v1.NetworkInterface(network=cfg.vm_network)],
+        service_accounts=[
+            compute_v1.ServiceAccount(email=cfg.vm_service_account, scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        ],
+        scheduling=compute_v1.Scheduling(
+            on_host_maintenance="TERMINATE",  # GPUs cannot live-migrate
+            automatic_restart=False,
+            provisioning_model="SPOT" if spot else "STANDARD",
+            instance_termination_action="DELETE",
+            # A hard ceiling besides the worker's self-delete: a stuck VM cannot bill forever.
+            max_run_duration=compute_v1.Duration(seconds=cfg.vm_max_run_s),
+        ),
+        metadata=compute_v1.Metadata(items=[compute_v1.Items(key=k, value=v) for k, v in metadata.items()]),
+    )
