@@ -1,6 +1,14 @@
 """A local stand-in for Compute Engine: instances whose startup script really runs.
 
-    python -m infra.local.compute_server --port 8791 --project fast-render-local
+    python -m infra.local.compute_server --port 8791 --project fast-render-local \\
+        [--insert-delay-s 0] [--preempt-grace-s 1]
+
+Each behaviour below models what Compute Engine is documented or publicly seen
+to do, never what our product expects; ``docs/standins.md`` lists every
+behaviour with its source. Laid out as moto lays out a service: the state in
+``compute_models``, the error shapes in ``compute_errors`` (one table, code ->
+HTTP status, synchronous or in the operation, message, details, source), fault
+injection in ``compute_faults``, the routes and the service logic here.
 
 It serves the subset of the compute v1 REST API that
 ``google.cloud.compute_v1`` (``InstancesClient``, ``ZoneOperationsClient``,
@@ -17,11 +25,16 @@ It serves the subset of the compute v1 REST API that
 
 How an instance behaves:
 
-* Insert returns a ``compute#operation``. Like GCE, the same ``requestId`` again
-  returns the same operation and never a second instance; an existing name is
-  a synchronous HTTP 409 ``alreadyExists``. Without ``insert_delay_s`` the
-  operation is already DONE in the reply (GCE's is RUNNING at first; the
-  client's ``.result()`` handles both).
+* Insert returns a ``compute#operation``. The same ``requestId`` again returns
+  the same operation and never a second instance; an existing name is a
+  synchronous HTTP 409 ``alreadyExists``. The operation takes
+  ``--insert-delay-s`` (or the ``insert_delay_s`` fault): meanwhile it is
+  RUNNING and the instance PROVISIONING (GCE's insert operations take seconds:
+  CCExtractor/sample-platform issue 901 shows one of 7 s). With no delay the
+  operation is DONE in the reply; the client handles both.
+* An insert that will fail in its operation leaves no instance to GET (404,
+  googleapis/nodejs-compute issue 377), but its name stays taken until the
+  operation ends. Refusals and their shapes: ``compute_errors``.
 * A successful insert makes the instance RUNNING (PROVISIONING, STAGING,
   RUNNING in its history) and runs its ``startup-script`` metadata item with
   bash, as a child in its own process group. Its working directory is a fresh
@@ -29,70 +42,58 @@ How an instance behaves:
   ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP`` = that instance's own metadata
   server (see ``metadata_server``: one port per instance). Its stdout and
   stderr are the serial console (``getSerialPortOutput``).
-* As on GCE, the instance stays RUNNING when its startup script exits: whoever
-  wants it gone deletes it (or sets ``scheduling.maxRunDuration``).
+* The instance stays RUNNING when its startup script exits: whoever wants it
+  gone deletes it (or sets ``scheduling.maxRunDuration``).
 * DELETE stops it (SIGTERM to its process group, SIGKILL after a short grace)
   and it disappears from get/list (404 ``notFound``); ``/_admin/instances``
-  keeps it.
+  keeps it. DELETE of a PROVISIONING instance is a synchronous 400
+  ``resourceNotReady`` (unknown for instances; GCE answers so for a resource
+  still being created, opstrace/opstrace issue 1218: the harsher case).
 * ``scheduling.maxRunDuration`` is honoured: after that many seconds the
   instance is stopped, and deleted when ``instanceTerminationAction`` is DELETE
   (otherwise left TERMINATED).
-* ``scheduling.provisioningModel: SPOT`` (or ``preemptible``) instances are
-  preempted when the ``preempt_after_s`` fault is set: ``instance/preempted``
-  turns TRUE, a ``compute.instances.preempted`` operation is recorded, the
-  processes get SIGTERM then SIGKILL, and the instance is TERMINATED, then
-  deleted if its ``instanceTerminationAction`` is DELETE.
+* Preemption (the ``preempt_after_s`` fault, or ``POST
+  /_admin/instances/ZONE/NAME/preempt``), Spot or preemptible instances only:
+  ``instance/preempted`` turns TRUE, a ``compute.instances.preempted``
+  operation is recorded, the processes get SIGTERM, then SIGKILL after
+  ``--preempt-grace-s`` (GCE gives a Spot VM 30 s), and the instance is
+  TERMINATED, then deleted if its ``instanceTerminationAction`` is DELETE.
+* A hung VM (the ``hang_after_s`` fault, or ``POST
+  /_admin/instances/ZONE/NAME/hang``): its process group gets SIGSTOP and the
+  instance stays RUNNING: GCE reports the VM's state, not the guest's health
+  (unknown in detail: the harsher case). Deleting it kills it outright.
 
-Errors in an insert operation mirror what GCE puts there (``error.errors[]``
-with ``code``/``message``/``errorDetails``, plus ``httpErrorStatusCode`` and
-``httpErrorMessage``), so ``insert(...).result()`` raises the client's real
-exception (``ServiceUnavailable`` for a stockout, ``Forbidden`` for quota)
-whose ``.errors[0].code`` is GCE's code:
+Fault injection and inspection, for tests (``/_admin/``; faults in ``compute_faults``):
 
-* ``ZONE_RESOURCE_POOL_EXHAUSTED`` (503): "The zone 'projects/P/zones/Z' does
-  not have enough resources available to fulfill the request.  Try a different
-  zone, or try again later." ``ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS`` (the
-  variant GCE returns more often nowadays) ends in "'(resource type:compute)'."
-  and carries an ``errorInfo`` detail.
-* ``QUOTA_EXCEEDED`` (403): "Quota 'NVIDIA_T4_GPUS' exceeded.  Limit: 0.0 in
-  region us-central1." with a ``quotaInfo`` detail (``PREEMPTIBLE_...`` for
-  Spot), or "Quota 'GPUS_ALL_REGIONS' exceeded.  Limit: 0.0 globally."
-
-Fault injection and inspection, for tests (``/_admin/``):
-
-* ``POST /_admin/faults`` replaces the faults with a JSON object (unknown keys
-  are a 400)::
-
-      {"stockout_zones": ["us-central1-a"], "stockout_with_details": false,
-       "quota_exceeded": [{"region": "us-central1", "gpu": "nvidia-l4"}],  # gpu "*" = any GPU
-       "gpus_all_regions": ["nvidia-tesla-t4"],                             # "*" = any GPU
-       "preempt_after_s": 5, "insert_delay_s": 0, "permission_denied": false}
-
-  A GPU is read from ``guestAccelerators`` and from the machine family that
-  carries one (g2 = L4, a2 = A100, a3 = H100). ``preempt_after_s`` and the
-  other faults apply to inserts made after they are set.
+* ``POST /_admin/faults`` replaces the faults, e.g. ``{"insert_errors":
+  [{"code": "RESOURCE_OPERATION_RATE_EXCEEDED", "zones": ["*"], "times": 2}],
+  "insert_delay_s": 5, "hang_after_s": 30, "preempt_after_s": 60}``.
+* ``POST /_admin/instances/ZONE/NAME/preempt`` and ``.../hang``: act on one live
+  instance now; they answer its admin record.
 * ``GET /_admin/faults``; ``POST /_admin/reset`` stops every instance and
   clears faults and history.
-* ``GET /_admin/instances``: every instance ever created (not failed inserts),
-  with labels, metadata keys, machine type, accelerators, scheduling, status
-  history with timestamps, the startup script's exit code, pid, disk and
-  serial-log paths, and whether it was deleted or preempted.
+* ``GET /_admin/instances``: every instance ever created (not inserts refused
+  without one), with labels, metadata keys, machine type, accelerators,
+  scheduling, status history, the startup script's exit code, pid, disk and
+  serial-log paths, and whether it was deleted, preempted or hung.
 * ``GET /_admin/operations``: every operation, including failed inserts.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import copy
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from common.logs import get_logger
@@ -114,258 +115,29 @@ from infra.local._http import (
     server_args,
     spawn,
 )
+from infra.local.compute_errors import SYNC, TABLE, ErrorContext, ErrorShape, InsertRefused, operation_error
+from infra.local.compute_faults import Faults
+from infra.local.compute_models import (
+    BASE_URL,
+    ZONES,
+    Instance,
+    accelerator_types,
+    accelerators,
+    is_spot,
+    short_machine_type,
+)
 from infra.local.metadata_server import InstanceView, MetadataServer
 
 log = get_logger("local-compute")
 
-BASE_URL = "https://www.googleapis.com/compute/v1"
-ZONES = (
-    "us-central1-a",
-    "us-central1-b",
-    "us-central1-c",
-    "us-central1-f",
-    "us-east1-b",
-    "us-east1-c",
-    "us-east1-d",
-    "us-east4-a",
-    "us-east4-b",
-    "us-east4-c",
-    "us-east5-a",
-    "us-west1-a",
-    "us-west1-b",
-    "us-west4-a",
-    "us-west4-b",
-    "europe-west1-b",
-    "europe-west1-c",
-    "europe-west1-d",
-    "europe-west4-a",
-    "europe-west4-b",
-    "europe-west4-c",
-    "asia-east1-a",
-    "asia-east1-b",
-    "asia-east1-c",
-    "asia-northeast1-a",
-    "asia-southeast1-b",
-    "asia-southeast1-c",
-)
-# Machine families whose GPUs come with the machine type (no guestAccelerators).
-MACHINE_FAMILY_GPUS = (
-    ("g2-", "nvidia-l4"),
-    ("a2-ultragpu", "nvidia-a100-80gb"),
-    ("a2-", "nvidia-tesla-a100"),
-    ("a3-", "nvidia-h100-80gb"),
-)
-# GCE's quota metric per accelerator type (the "NVIDIA_T4_GPUS" in its messages).
-QUOTA_METRICS = {
-    "nvidia-tesla-t4": "NVIDIA_T4_GPUS",
-    "nvidia-tesla-p4": "NVIDIA_P4_GPUS",
-    "nvidia-tesla-v100": "NVIDIA_V100_GPUS",
-    "nvidia-tesla-p100": "NVIDIA_P100_GPUS",
-    "nvidia-l4": "NVIDIA_L4_GPUS",
-    "nvidia-tesla-a100": "NVIDIA_A100_GPUS",
-    "nvidia-a100-80gb": "NVIDIA_A100_80GB_GPUS",
-    "nvidia-h100-80gb": "NVIDIA_H100_GPUS",
-}
 NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
-DELETE_GRACE_S = 2.0  # GCE gives a shutdown script ~90 s; locally a short grace keeps tests fast
-PREEMPT_GRACE_S = 1.0  # GCE gives a preempted VM 30 s
-WAIT_OPERATION_S = 120.0  # GCE's operations.wait returns after at most 2 minutes
+# GCE gives a standard VM 120 s and a Spot VM 30 s between ACPI soft off and hard off
+# (Scheduling.skipGuestOsShutdown in the compute v1 reference); locally short graces keep tests fast.
+DELETE_GRACE_S = 2.0
+PREEMPT_GRACE_S = 1.0
+WAIT_OPERATION_S = 120.0  # zoneOperations.wait returns when DONE or after about 2 minutes (its reference)
 
-
-# --------------------------------------------------------------------------- faults
-
-
-@dataclass
-class Faults:
-    """Injected failures; see the module docstring for their meaning."""
-
-    stockout_zones: list[str] = field(default_factory=list)
-    stockout_with_details: bool = False
-    quota_exceeded: list[dict[str, str]] = field(default_factory=list)
-    gpus_all_regions: list[str] = field(default_factory=list)
-    preempt_after_s: float | None = None
-    insert_delay_s: float = 0.0
-    permission_denied: bool = False  # every insert gets GCE's synchronous 403 "forbidden"
-
-    @classmethod
-    def from_json(cls, body: JsonDict) -> Faults:
-        unknown = set(body) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ApiError(400, f"unknown fault keys: {sorted(unknown)}", reason="invalid")
-        faults = cls(**body)
-        for rule in faults.quota_exceeded:
-            if set(rule) != {"region", "gpu"}:
-                raise ApiError(400, f"quota_exceeded rules need exactly region and gpu: {rule}", reason="invalid")
-        return faults
-
-    def to_json(self) -> JsonDict:
-        return dict(self.__dict__)
-
-
-def accelerator_types(spec: JsonDict) -> list[str]:
-    """GPU types an instance spec asks for (``nvidia-tesla-t4``...), explicit or by machine family."""
-    gpus = [acc.get("acceleratorType", "").rsplit("/", 1)[-1] for acc in spec.get("guestAccelerators") or []]
-    machine = short_machine_type(spec)
-    built_in = next((gpu for prefix, gpu in MACHINE_FAMILY_GPUS if machine.startswith(prefix)), "")
-    return [gpu for gpu in [*gpus, built_in] if gpu]
-
-
-def short_machine_type(spec: JsonDict) -> str:
-    return str(spec.get("machineType", "")).rsplit("/", 1)[-1]
-
-
-def is_spot(spec: JsonDict) -> bool:
-    scheduling = spec.get("scheduling") or {}
-    return scheduling.get("provisioningModel") == "SPOT" or bool(scheduling.get("preemptible"))
-
-
-def _quota_metric(gpu: str, spot: bool) -> str:
-    metric = QUOTA_METRICS.get(gpu) or gpu.upper().replace("-", "_").replace("NVIDIA_TESLA_", "NVIDIA_") + "_GPUS"
-    return f"PREEMPTIBLE_{metric}" if spot else metric
-
-
-def quota_error(metric: str, region: str | None) -> tuple[int, str, JsonDict]:
-    """GCE's QUOTA_EXCEEDED operation error; ``region`` None is a global quota."""
-    where = f"in region {region}" if region else "globally"
-    scope = "per-project-region" if region else "per-project"
-    detail = {
-        "quotaInfo": {
-            "metricName": f"compute.googleapis.com/{metric.lower()}",
-            "limitName": f"{metric.replace('_', '-')}-{scope}",
-            "dimensions": {"region": region} if region else {},
-            "limit": 0,
-        }
-    }
-    message = f"Quota '{metric}' exceeded.  Limit: 0.0 {where}."
-    return 403, "FORBIDDEN", {"code": "QUOTA_EXCEEDED", "message": message, "errorDetails": [detail]}
-
-
-def stockout_error(project: str, zone: str, spec: JsonDict, with_details: bool) -> tuple[int, str, JsonDict]:
-    """GCE's stockout operation error, in its plain or ``_WITH_DETAILS`` form."""
-    where = (
-        f"The zone 'projects/{project}/zones/{zone}' does not have enough resources available to fulfill the request."
-    )
-    if not with_details:
-        message = f"{where}  Try a different zone, or try again later."
-        return 503, "SERVICE UNAVAILABLE", {"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "message": message}
-    info = {
-        "reason": "resource_availability",
-        "domain": "compute.googleapis.com",
-        "metadatas": {"zone": zone, "vmType": short_machine_type(spec)},
-    }
-    error = {
-        "code": "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
-        "message": f"{where}  '(resource type:compute)'.",
-        "errorDetails": [{"errorInfo": info}],
-    }
-    return 503, "SERVICE UNAVAILABLE", error
-
-
-# --------------------------------------------------------------------------- instances
-
-
-@dataclass
-class Instance:
-    """One instance, live or deleted, and what runs on it."""
-
-    project: str
-    zone: str
-    name: str
-    instance_id: str
-    spec: JsonDict
-    disk_dir: str
-    serial_log: str
-    created: str = field(default_factory=rfc3339)
-    status: str = "PROVISIONING"
-    history: list[JsonDict] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-    exit_code: int | None = None
-    metadata: MetadataServer | None = None
-    deleted: bool = False
-    preempted: bool = False
-
-    def __post_init__(self) -> None:
-        self.history.append({"status": self.status, "time": self.created})
-
-    def set_status(self, status: str) -> None:
-        self.status = status
-        self.history.append({"status": status, "time": rfc3339()})
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.spec.get("labels") or {})
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        items = (self.spec.get("metadata") or {}).get("items") or []
-        return {item["key"]: item.get("value", "") for item in items if "key" in item}
-
-    @property
-    def scheduling(self) -> JsonDict:
-        return dict(self.spec.get("scheduling") or {})
-
-    @property
-    def self_link(self) -> str:
-        return f"{BASE_URL}/projects/{self.project}/zones/{self.zone}/instances/{self.name}"
-
-    def view(self) -> InstanceView:
-        """What its metadata server shows (read on every metadata request)."""
-        return InstanceView(
-            name=self.name,
-            instance_id=self.instance_id,
-            zone=self.zone,
-            project_id=self.project,
-            project_number=project_number(self.project),
-            machine_type=short_machine_type(self.spec),
-            attributes=self.attributes,
-            preemptible=is_spot(self.spec),
-            preempted=self.preempted,
-        )
-
-    def to_api(self) -> JsonDict:
-        """The ``compute#instance`` resource: the request echoed, plus GCE's output fields."""
-        body = copy.deepcopy(self.spec)
-        machine = str(body.get("machineType", ""))
-        if not machine.startswith("http"):
-            machine = f"{BASE_URL}/projects/{self.project}/" + (
-                machine if machine.startswith("zones/") else f"zones/{self.zone}/machineTypes/{machine}"
-            )
-        scheduling = {"provisioningModel": "SPOT" if is_spot(self.spec) else "STANDARD", **self.scheduling}
-        metadata = {"kind": "compute#metadata", "fingerprint": "bG9jYWw=", **(body.get("metadata") or {})}
-        body.update(
-            kind="compute#instance",
-            id=self.instance_id,
-            name=self.name,
-            zone=f"{BASE_URL}/projects/{self.project}/zones/{self.zone}",
-            machineType=machine,
-            status=self.status,
-            selfLink=self.self_link,
-            creationTimestamp=self.created,
-            scheduling=scheduling,
-            metadata=metadata,
-        )
-        return body
-
-    def to_admin(self) -> JsonDict:
-        return {
-            "name": self.name,
-            "zone": self.zone,
-            "project": self.project,
-            "id": self.instance_id,
-            "labels": self.labels,
-            "metadata_keys": sorted(self.attributes),
-            "machineType": short_machine_type(self.spec),
-            "guestAccelerators": self.spec.get("guestAccelerators") or [],
-            "scheduling": self.scheduling,
-            "status": self.status,
-            "status_history": list(self.history),
-            "startup_script_exit_code": self.exit_code,
-            "pid": self.proc.pid if self.proc else None,
-            "deleted": self.deleted,
-            "preempted": self.preempted,
-            "disk_dir": self.disk_dir,
-            "serial_log": self.serial_log,
-        }
+OperationError = tuple[int, str, JsonDict]
 
 
 def _append(path: str, text: str) -> None:
@@ -379,18 +151,28 @@ def _after(delay_s: float, func: Callable[..., None], *args: Any) -> None:
     timer.start()
 
 
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the whole group is gone already
+        os.killpg(proc.pid, signum)
+
+
 # --------------------------------------------------------------------------- the service
 
 
 class ComputeService:
     """The state of the local Compute Engine and the logic behind each route."""
 
-    def __init__(self, project: str, host: str) -> None:
+    def __init__(
+        self, project: str, host: str, insert_delay_s: float = 0.0, preempt_grace_s: float = PREEMPT_GRACE_S
+    ) -> None:
         self.project = project
         self.host = host
+        self.insert_delay_s = insert_delay_s
+        self.preempt_grace_s = preempt_grace_s
         self.root = tempfile.mkdtemp(prefix="local-gce-")
         self.faults = Faults()
-        self.live: dict[tuple[str, str], Instance] = {}  # (zone, name) -> instance
+        self.live: dict[tuple[str, str], Instance] = {}  # (zone, name) -> instance that GET shows
+        self.reserved: dict[tuple[str, str], Instance] = {}  # names held by inserts that will fail
         self.history: list[Instance] = []
         self.operations: dict[str, JsonDict] = {}
         self.request_ids: dict[str, str] = {}  # requestId -> operation name
@@ -485,36 +267,45 @@ class ComputeService:
             raise ApiError(
                 400, "Invalid value for field 'resource.machineType': ''. Machine type is required.", reason="invalid"
             )
-        if self.faults.permission_denied:
-            message = f"Required 'compute.instances.create' permission for 'projects/{project}/zones/{zone}/instances/{name}'"
-            raise ApiError(403, message, reason="forbidden")
         with self.lock:
             if request_id and request_id in self.request_ids:
                 return copy.deepcopy(self.operations[self.request_ids[request_id]])
-            if (zone, name) in self.live:
+            if (zone, name) in self.live or (zone, name) in self.reserved:
                 message = f"The resource 'projects/{project}/zones/{zone}/instances/{name}' already exists"
                 raise ApiError(409, message, reason="alreadyExists")
-            instance = self._new_instance(project, zone, spec)
+            faults = self.faults
+            refusal = faults.insert_error(zone, accelerator_types(spec))
+            shape = TABLE[refusal[0]] if refusal else None
+            ctx = ErrorContext(
+                project=project,
+                zone=zone,
+                name=name,
+                machine_type=short_machine_type(spec),
+                accelerators=tuple(accelerators(spec)),
+                spot=is_spot(spec),
+                gpu=refusal[1] if refusal else None,
+            )
+            if shape is not None and shape.where == SYNC:
+                log.info("instance insert refused", instance=name, zone=zone, code=shape.code)
+                raise InsertRefused(shape, ctx)
+            error = operation_error(shape, ctx) if shape is not None else None
+            instance = self._new_instance(project, zone, spec, visible=shape is None or shape.leaves_instance)
+            instance.hang_after_s, instance.preempt_after_s = faults.hang_after_s, faults.preempt_after_s
             operation = self._new_operation(zone, "insert", instance)
             if request_id:
                 self.request_ids[request_id] = operation["name"]
-            faults = self.faults
-            error = self._insert_error(project, zone, spec, faults)
             log.info(
-                "instance insert",
-                instance=name,
-                zone=zone,
-                operation=operation["name"],
-                error=error[2]["code"] if error else None,
+                "instance insert", instance=name, zone=zone, operation=operation["name"], error=shape and shape.key
             )
-        if faults.insert_delay_s > 0:
-            _after(faults.insert_delay_s, self._complete_insert, instance, operation, error)
+        delay_s = self.insert_delay_s if faults.insert_delay_s is None else faults.insert_delay_s
+        if delay_s > 0:
+            _after(delay_s, self._complete_insert, instance, operation, shape, error)
         else:
-            self._complete_insert(instance, operation, error)
+            self._complete_insert(instance, operation, shape, error)
         with self.lock:
             return copy.deepcopy(operation)
 
-    def _new_instance(self, project: str, zone: str, spec: JsonDict) -> Instance:
+    def _new_instance(self, project: str, zone: str, spec: JsonDict, visible: bool) -> Instance:
         name = spec["name"]
         instance_id = str(uuid.uuid4().int % 10**19)
         home = os.path.join(self.root, f"{name}-{instance_id}")
@@ -529,34 +320,23 @@ class ComputeService:
             disk_dir=os.path.join(home, "disk"),
             serial_log=os.path.join(home, "serial-port-1.log"),
         )
-        self.live[(zone, name)] = instance  # the name is taken while the insert runs, as on GCE
+        # The name is taken while the insert runs, as on GCE; a doomed insert's instance is never shown.
+        (self.live if visible else self.reserved)[(zone, name)] = instance
         return instance
 
-    def _insert_error(
-        self, project: str, zone: str, spec: JsonDict, faults: Faults
-    ) -> tuple[int, str, JsonDict] | None:
-        """The injected failure this insert meets, if any: global quota, regional quota, stockout."""
-        region = zone.rsplit("-", 1)[0]
-        gpus, spot = accelerator_types(spec), is_spot(spec)
-        for gpu in gpus:
-            if gpu in faults.gpus_all_regions or "*" in faults.gpus_all_regions:
-                return quota_error("GPUS_ALL_REGIONS", None)
-        for rule in faults.quota_exceeded:
-            for gpu in gpus:
-                if rule["region"] in (region, "*") and rule["gpu"] in (gpu, "*"):
-                    return quota_error(_quota_metric(gpu, spot), region)
-        if zone in faults.stockout_zones:
-            return stockout_error(project, zone, spec, faults.stockout_with_details)
-        return None
-
     def _complete_insert(
-        self, instance: Instance, operation: JsonDict, error: tuple[int, str, JsonDict] | None
+        self, instance: Instance, operation: JsonDict, shape: ErrorShape | None, error: OperationError | None
     ) -> None:
         with self.lock:
             if instance.deleted:  # reset while the insert was pending
                 return
-            if error:
-                self.live.pop((instance.zone, instance.name), None)
+            if shape is not None and error is not None:
+                if shape.leaves_instance:  # preempted while being created: left TERMINATED, to be deleted
+                    instance.preempted = True
+                    instance.set_status("TERMINATED")
+                    self.history.append(instance)
+                else:
+                    self.reserved.pop((instance.zone, instance.name), None)
                 self._finish(operation, error)
                 return
             instance.set_status("STAGING")
@@ -564,13 +344,14 @@ class ComputeService:
             instance.set_status("RUNNING")
             self.history.append(instance)
             self._finish(operation)
-            preempt_after_s = self.faults.preempt_after_s
         self._run_startup_script(instance)
         max_run_s = parse_duration_s(instance.scheduling.get("maxRunDuration"))
         if max_run_s is not None:
             _after(max_run_s, self._terminate, instance, "maxRunDuration")
-        if preempt_after_s is not None and is_spot(instance.spec):
-            _after(preempt_after_s, self._preempt, instance)
+        if instance.preempt_after_s is not None and is_spot(instance.spec):
+            _after(instance.preempt_after_s, self._preempt, instance)
+        if instance.hang_after_s is not None:
+            _after(instance.hang_after_s, self._hang, instance)
 
     def _view(self, instance: Instance) -> InstanceView:
         with self.lock:
@@ -602,12 +383,15 @@ class ComputeService:
         _append(instance.serial_log, f"local-gce: startup-script exit status {code}\n")
         log.info("startup script exited", instance=instance.name, exit_code=code)
 
-    # ----------------------------------------------------------------- stop, delete, preempt
+    # ----------------------------------------------------------------- stop, delete, preempt, hang
 
     def _stop(self, instance: Instance, grace_s: float) -> None:
-        """Kill the instance's processes and its metadata server; call without the lock."""
+        """Kill the instance's processes and its metadata server; call without the lock.
+
+        A hung (SIGSTOPped) guest runs no shutdown: it is killed at once.
+        """
         if instance.proc is not None:
-            kill_groups([instance.proc], grace_s)
+            kill_groups([instance.proc], 0 if instance.hung else grace_s)
         if instance.metadata is not None:
             instance.metadata.stop()
 
@@ -635,26 +419,53 @@ class ComputeService:
             return copy.deepcopy(operation)
 
     def _terminate(self, instance: Instance, reason: str) -> None:
-        """Stop a RUNNING instance and apply its ``instanceTerminationAction``."""
+        """Stop a RUNNING (or, when preempted, STOPPING) instance and apply its ``instanceTerminationAction``."""
         with self.lock:
-            if instance.deleted or instance.status != "RUNNING":
+            if instance.deleted or self.live.get((instance.zone, instance.name)) is not instance:
+                return  # deleted, or being deleted
+            if reason == "preempted":
+                if instance.status != "STOPPING":  # _start_preemption set it
+                    return
+            elif instance.status != "RUNNING":
                 return
-            instance.set_status("STOPPING")
-        self._stop(instance, PREEMPT_GRACE_S if reason == "preempted" else DELETE_GRACE_S)
+            else:
+                instance.set_status("STOPPING")
+        self._stop(instance, self.preempt_grace_s if reason == "preempted" else DELETE_GRACE_S)
         with self.lock:
+            if instance.deleted:  # deleted meanwhile
+                return
             instance.set_status("TERMINATED")
             if instance.scheduling.get("instanceTerminationAction") == "DELETE":
                 self._remove(instance)
             self.changed.notify_all()
         log.info("instance terminated", instance=instance.name, reason=reason, deleted=instance.deleted)
 
-    def _preempt(self, instance: Instance) -> None:
+    def _start_preemption(self, instance: Instance) -> bool:
+        """Mark a RUNNING Spot instance preempted and record GCE's operation; False if it cannot be."""
         with self.lock:
-            if instance.deleted or instance.status != "RUNNING":
-                return
+            if instance.deleted or instance.status != "RUNNING" or not is_spot(instance.spec):
+                return False
             instance.preempted = True
+            instance.set_status("STOPPING")
             self._finish(self._new_operation(instance.zone, "compute.instances.preempted", instance))
-        self._terminate(instance, "preempted")
+        log.info("instance preempted", instance=instance.name, zone=instance.zone)
+        return True
+
+    def _preempt(self, instance: Instance) -> None:
+        if self._start_preemption(instance):
+            self._terminate(instance, "preempted")
+
+    def _hang(self, instance: Instance) -> bool:
+        """Freeze the guest: SIGSTOP its process group. GCE goes on reporting RUNNING."""
+        with self.lock:
+            if instance.deleted or instance.status != "RUNNING" or instance.hung:
+                return False
+            instance.hung = True
+            proc = instance.proc
+        if proc is not None:
+            _signal_group(proc, signal.SIGSTOP)
+        log.info("instance hung", instance=instance.name, zone=instance.zone, pid=proc.pid if proc else None)
+        return True
 
     # ----------------------------------------------------------------- reads
 
@@ -754,14 +565,46 @@ class ComputeService:
         with self.lock:
             return {"operations": copy.deepcopy(list(self.operations.values()))}
 
+    def _admin_instance(self, req: Request) -> Instance:
+        instance = self.live.get((req.params["zone"], req.params["instance"]))
+        if instance is None:
+            raise ApiError(404, "no live instance {instance} in {zone}".format(**req.params), reason="notFound")
+        return instance
+
+    def admin_preempt(self, req: Request) -> JsonDict:
+        """Preempt one instance now, as the ``preempt_after_s`` fault would (Spot and preemptible only)."""
+        with self.lock:
+            instance = self._admin_instance(req)
+            if not is_spot(instance.spec):
+                message = f"{instance.name} is not a Spot or preemptible VM: GCE does not preempt it"
+                raise ApiError(400, message, reason="invalid")
+        if not self._start_preemption(instance):
+            raise ApiError(409, f"{instance.name} is {instance.status}, not RUNNING", reason="resourceNotReady")
+        threading.Thread(target=self._terminate, args=(instance, "preempted"), daemon=True).start()
+        with self.lock:
+            return instance.to_admin()
+
+    def admin_hang(self, req: Request) -> JsonDict:
+        """Freeze one RUNNING instance now, as the ``hang_after_s`` fault would."""
+        with self.lock:
+            instance = self._admin_instance(req)
+        if not self._hang(instance):
+            message = f"{instance.name} is {instance.status}, not RUNNING (or already hung)"
+            raise ApiError(409, message, reason="resourceNotReady")
+        with self.lock:
+            return instance.to_admin()
+
     def reset(self, req: Request | None = None) -> JsonDict:
         """Stop every instance; forget faults, instances and operations."""
         with self.lock:
-            running = list(self.live.values())
+            running = [*self.live.values(), *self.reserved.values()]
             self.live.clear()
+            self.reserved.clear()
             for instance in running:
                 instance.deleted = True
-        kill_groups([inst.proc for inst in running if inst.proc is not None], DELETE_GRACE_S)
+        hung = [inst.proc for inst in running if inst.proc is not None and inst.hung]
+        kill_groups(hung, 0)
+        kill_groups([inst.proc for inst in running if inst.proc is not None and not inst.hung], DELETE_GRACE_S)
         for instance in running:
             if instance.metadata is not None:
                 instance.metadata.stop()
@@ -778,6 +621,7 @@ class ComputeService:
 
     def routes(self) -> list[Route]:
         zone = "/compute/v1/projects/{project}/zones/{zone}"
+        admin_instance = "/_admin/instances/{zone}/{instance}"
         return [
             route("POST", f"{zone}/instances", self.insert),
             route("GET", f"{zone}/instances", self.list_instances),
@@ -794,13 +638,30 @@ class ComputeService:
             route("POST", "/_admin/faults", self.set_faults),
             route("POST", "/_admin/reset", self.reset),
             route("GET", "/_admin/instances", self.admin_instances),
+            route("POST", f"{admin_instance}/preempt", self.admin_preempt),
+            route("POST", f"{admin_instance}/hang", self.admin_hang),
             route("GET", "/_admin/operations", self.admin_operations),
         ]
 
 
+def _flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insert-delay-s",
+        type=float,
+        default=0.0,
+        help="how long an insert operation stays RUNNING (the insert_delay_s fault overrides it)",
+    )
+    parser.add_argument(
+        "--preempt-grace-s",
+        type=float,
+        default=PREEMPT_GRACE_S,
+        help="SIGTERM-to-SIGKILL grace of a preempted instance (GCE: 30 s)",
+    )
+
+
 def main() -> None:
-    args = server_args("A local stand-in for Compute Engine.")
-    service = ComputeService(args.project, args.host)
+    args = server_args("A local stand-in for Compute Engine.", _flags)
+    service = ComputeService(args.project, args.host, args.insert_delay_s, args.preempt_grace_s)
     server = ApiServer((args.host, args.port), service.routes())
     log.info("local compute engine starting", port=args.port, project=args.project, disks=service.root)
     serve(server, service.shutdown)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
+import urllib.error
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,8 @@ import pytest
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
+
+from infra.local.compute_errors import TABLE
 
 PROJECT = "compute-tests"
 
@@ -281,28 +285,237 @@ def test_list_filter_aggregated_list_and_zones(instances: compute_v1.InstancesCl
     assert {"us-central1-a", "us-east1-c", "europe-west4-a"} <= names
 
 
-def test_delayed_insert_operation_can_be_waited_on(instances: compute_v1.InstancesClient, compute: Any) -> None:
-    """A RUNNING operation must be waited on with a ZoneOperationsClient of our own.
+def operations_client(endpoint: str) -> compute_v1.ZoneOperationsClient:
+    """Our own: ``operation.result()`` would poll through the InstancesClient's internal
+    ZoneOperationsClient, which google-cloud-compute builds without our client_options."""
+    options = {"api_endpoint": endpoint}
+    return compute_v1.ZoneOperationsClient(credentials=AnonymousCredentials(), client_options=options)
 
-    ``operation.result()`` would poll through the InstancesClient's internal
-    ZoneOperationsClient, which google-cloud-compute builds without our
-    client_options, i.e. against compute.googleapis.com.
-    """
-    compute.admin("faults", {"stockout_zones": ["us-central1-a"], "insert_delay_s": 0.5})
 
-    operation = insert(instances, make_instance("vm-slow"))
+def test_insert_delay_keeps_the_operation_running_and_the_instance_provisioning(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    compute.admin("faults", {"insert_delay_s": 0.5})
+
+    operation = insert(instances, make_instance("vm-slow", "sleep 60"))
 
     assert operation.status == compute_v1.Operation.Status.RUNNING  # not .done(): that polls too
     assert instances.get(project=PROJECT, zone="us-central1-a", instance="vm-slow").status == "PROVISIONING"
-    operations = compute_v1.ZoneOperationsClient(
-        credentials=AnonymousCredentials(), client_options={"api_endpoint": compute.endpoint}
-    )
-    waited = operations.wait(project=PROJECT, zone="us-central1-a", operation=operation.name)
-    assert waited.status == compute_v1.Operation.Status.DONE
+    with pytest.raises(exceptions.BadRequest) as raised:  # GCE: resourceNotReady while being created
+        instances.delete(project=PROJECT, zone="us-central1-a", instance="vm-slow")
+    assert raised.value.errors[0]["reason"] == "resourceNotReady"
+    waited = operations_client(compute.endpoint).wait(project=PROJECT, zone="us-central1-a", operation=operation.name)
+    assert waited.status == compute_v1.Operation.Status.DONE and not waited.error.errors
+    assert instances.get(project=PROJECT, zone="us-central1-a", instance="vm-slow").status == "RUNNING"
+
+
+def test_an_insert_that_will_fail_shows_no_instance_while_pending_but_holds_its_name(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    compute.admin("faults", {"stockout_zones": ["us-central1-a"], "insert_delay_s": 0.5})
+
+    operation = insert(instances, make_instance("vm-doomed"))
+
+    with pytest.raises(exceptions.NotFound):
+        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-doomed")
+    with pytest.raises(exceptions.Conflict):
+        insert(instances, make_instance("vm-doomed"), request_id=str(uuid.uuid4()))
+    waited = operations_client(compute.endpoint).wait(project=PROJECT, zone="us-central1-a", operation=operation.name)
     assert waited.error.errors[0].code == "ZONE_RESOURCE_POOL_EXHAUSTED"
     assert waited.http_error_status_code == 503
+    assert compute.admin("instances")["instances"] == []
+
+
+def test_the_server_flag_sets_the_insert_delay_and_the_fault_overrides_it(
+    start_server: Callable[..., Any],
+) -> None:
+    own = start_server("infra.local.compute_server", PROJECT, "--insert-delay-s", "0.3")
+    options = {"api_endpoint": own.endpoint}
+    client = compute_v1.InstancesClient(credentials=AnonymousCredentials(), client_options=options)
+
+    assert insert(client, make_instance("vm-flag")).status == compute_v1.Operation.Status.RUNNING
+    own.admin("faults", {"insert_delay_s": 0})
+    assert insert(client, make_instance("vm-now")).status == compute_v1.Operation.Status.DONE
+    own.admin("reset", {})
+
+
+@pytest.mark.parametrize("key", sorted(TABLE))
+def test_every_insert_error_in_the_table_reaches_the_client_in_its_real_shape(
+    instances: compute_v1.InstancesClient, compute: Any, key: str
+) -> None:
+    shape = TABLE[key]
+    compute.admin("faults", {"insert_errors": [{"code": key, "zones": ["us-central1-a"], "gpus": ["*"]}]})
+    expected = exceptions.from_http_status(shape.http_status, "").__class__
+
+    with pytest.raises(expected) as raised:
+        insert(instances, make_instance("vm-refused", gpu="nvidia-tesla-t4")).result(timeout=30)
+
+    if shape.where == "sync":  # the insert call itself failed: errors[] are dicts, GCE's reason in each
+        assert raised.value.errors[0]["reason"] == shape.code
+        assert [op for op in compute.admin("operations")["operations"] if op["operationType"] == "insert"] == []
+    else:  # the operation failed: errors[] are the operation's, GCE's code in each
+        assert raised.value.errors[0].code == shape.code
+        (failed,) = compute.admin("operations")["operations"]
+        assert failed["status"] == "DONE" and failed["httpErrorStatusCode"] == shape.http_status
+    assert raised.value.message  # the client's exception carries GCE's message
+
+
+def test_resource_operation_rate_exceeded_is_an_operation_error_with_that_code(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    compute.admin("faults", {"insert_errors": [{"code": "RESOURCE_OPERATION_RATE_EXCEEDED", "zones": ["*"]}]})
+
+    operation = insert(instances, make_instance("vm-rate"))
+
+    assert operation.status == compute_v1.Operation.Status.DONE  # accepted, then failed in the operation
+    waited = operations_client(compute.endpoint).wait(project=PROJECT, zone="us-central1-a", operation=operation.name)
+    assert waited.error.errors[0].code == "RESOURCE_OPERATION_RATE_EXCEEDED"
+    with pytest.raises(exceptions.GoogleAPICallError) as raised:
+        operation.result(timeout=30)
+    assert raised.value.errors[0].code == "RESOURCE_OPERATION_RATE_EXCEEDED"
+
+
+def test_rate_limit_exceeded_is_a_synchronous_403_with_that_reason(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    compute.admin("faults", {"insert_errors": [{"code": "rateLimitExceeded", "zones": ["*"]}]})
+
+    with pytest.raises(exceptions.Forbidden) as raised:
+        insert(instances, make_instance("vm-throttled"))
+
+    assert raised.value.errors[0]["reason"] == "rateLimitExceeded"
+    assert "compute.googleapis.com" in raised.value.message
     with pytest.raises(exceptions.NotFound):
-        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-slow")
+        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-throttled")
+
+
+def test_concurrent_operations_quota_is_a_rate_limit_whose_error_info_names_it(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    compute.admin("faults", {"insert_errors": [{"code": "CONCURRENT_OPERATIONS_QUOTA_EXCEEDED"}]})
+
+    with pytest.raises(exceptions.Forbidden) as raised:
+        insert(instances, make_instance("vm-busy"))
+
+    assert raised.value.errors[0]["reason"] == "rateLimitExceeded"
+    assert raised.value.reason == "CONCURRENT_OPERATIONS_QUOTA_EXCEEDED"  # from the ErrorInfo detail
+    assert raised.value.domain == "compute.googleapis.com"
+
+
+def test_insert_error_rules_match_zones_and_gpus_and_run_out_after_times(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    rule = {"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "zones": ["us-central1-a"], "gpus": ["nvidia-l4"], "times": 2}
+    compute.admin("faults", {"insert_errors": [rule]})
+
+    insert(instances, make_instance("vm-t4", gpu="nvidia-tesla-t4")).result(timeout=30)  # another GPU
+    insert(  # another zone
+        instances, make_instance("vm-l4-b", machine="g2-standard-8", zone="us-central1-b"), zone="us-central1-b"
+    ).result(timeout=30)
+    for attempt in range(2):
+        with pytest.raises(exceptions.ServiceUnavailable):
+            insert(instances, make_instance(f"vm-l4-{attempt}", machine="g2-standard-8")).result(timeout=30)
+    insert(instances, make_instance("vm-l4-third", machine="g2-standard-8")).result(timeout=30)
+    assert compute.admin("faults")["insert_errors"][0]["times"] == 0
+
+
+def test_a_retry_with_the_same_request_id_is_not_counted_again(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    compute.admin("faults", {"insert_errors": [{"code": "RESOURCE_NOT_READY", "times": 1}]})
+    request_id = str(uuid.uuid4())
+
+    first = insert(instances, make_instance("vm-retry"), request_id=request_id)
+    again = insert(instances, make_instance("vm-retry"), request_id=request_id)
+
+    assert again.name == first.name and again.error.errors[0].code == "RESOURCE_NOT_READY"
+    insert(instances, make_instance("vm-retry"), request_id=str(uuid.uuid4())).result(timeout=30)
+
+
+def test_unknown_insert_error_codes_are_refused(compute: Any) -> None:
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        compute.admin("faults", {"insert_errors": [{"code": "NOT_A_GCE_CODE"}]})
+    assert raised.value.code == 400
+
+
+def test_preempted_during_creation_leaves_a_terminated_instance_to_delete(
+    instances: compute_v1.InstancesClient, compute: Any
+) -> None:
+    compute.admin("faults", {"insert_errors": [{"code": "UNSUPPORTED_OPERATION"}]})
+    spot = compute_v1.Scheduling(provisioning_model="SPOT", instance_termination_action="DELETE")
+
+    with pytest.raises(exceptions.BadRequest, match="Instance failed to start due to preemption."):
+        insert(instances, make_instance("vm-gone", "sleep 60", scheduling=spot)).result(timeout=30)
+
+    left = instances.get(project=PROJECT, zone="us-central1-a", instance="vm-gone")
+    assert left.status == "TERMINATED"
+    instances.delete(project=PROJECT, zone="us-central1-a", instance="vm-gone").result(timeout=30)
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state in /proc/PID/stat (T: stopped, Z: zombie), or "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
+def counting_script(counter: Path, pid_file: Path) -> str:
+    return f"echo $$ > {pid_file}; while true; do date +%s%N >> {counter}; sleep 0.05; done"
+
+
+@pytest.mark.parametrize("how", ["fault", "admin"])
+def test_a_hung_instance_stops_running_but_gce_still_says_running(
+    instances: compute_v1.InstancesClient, compute: Any, tmp_path: Path, wait_for: Callable[..., Any], how: str
+) -> None:
+    if how == "fault":
+        compute.admin("faults", {"hang_after_s": 0.5})
+    counter, pid_file = tmp_path / "counter", tmp_path / "pid"
+    insert(instances, make_instance("vm-hang", counting_script(counter, pid_file))).result(timeout=30)
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    wait_for(lambda: counter.exists() and len(counter.read_text().splitlines()) > 2)
+
+    if how == "admin":
+        record = compute.admin("instances/us-central1-a/vm-hang/hang", {})
+        assert record["hung"]
+    wait_for(lambda: process_state(pid) == "T", timeout_s=5)
+    seen = len(counter.read_text().splitlines())
+    time.sleep(0.5)
+
+    assert len(counter.read_text().splitlines()) == seen  # frozen
+    assert instances.get(project=PROJECT, zone="us-central1-a", instance="vm-hang").status == "RUNNING"
+    started = time.monotonic()
+    instances.delete(project=PROJECT, zone="us-central1-a", instance="vm-hang").result(timeout=30)
+    assert time.monotonic() - started < 2  # no shutdown grace for a frozen guest
+    wait_for(lambda: process_state(pid) in ("", "Z"), timeout_s=5)  # killed (a zombie until reaped)
+
+
+def test_admin_preempt_preempts_a_spot_instance_now(
+    instances: compute_v1.InstancesClient, compute: Any, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    seen = tmp_path / "preempted"
+    script = f"""
+m=http://$GCE_METADATA_HOST/computeMetadata/v1
+trap 'curl -sf -H "Metadata-Flavor: Google" $m/instance/preempted > {seen}' TERM
+sleep 600 & wait
+"""
+    spot = compute_v1.Scheduling(provisioning_model="SPOT", instance_termination_action="DELETE")
+    insert(instances, make_instance("vm-spot-now", script, scheduling=spot)).result(timeout=30)
+    insert(instances, make_instance("vm-standard", "sleep 600")).result(timeout=30)
+    wait_for(lambda: compute.admin("instances")["instances"][0]["pid"])
+
+    record = compute.admin("instances/us-central1-a/vm-spot-now/preempt", {})
+
+    assert record["preempted"]
+    wait_for(lambda: seen.exists() and seen.read_text() == "TRUE")
+    wait_for(lambda: [i for i in compute.admin("instances")["instances"] if i["name"] == "vm-spot-now"][0]["deleted"])
+    with pytest.raises(exceptions.NotFound):
+        instances.get(project=PROJECT, zone="us-central1-a", instance="vm-spot-now")
+    operations = operations_client(compute.endpoint).list(project=PROJECT, zone="us-central1-a")
+    assert "compute.instances.preempted" in [op.operation_type for op in operations]
+    with pytest.raises(urllib.error.HTTPError) as raised:  # GCE preempts only Spot and preemptible VMs
+        compute.admin("instances/us-central1-a/vm-standard/preempt", {})
+    assert raised.value.code == 400
 
 
 def test_sigterm_stops_the_server_and_every_instance(
