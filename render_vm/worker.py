@@ -42,7 +42,7 @@ log = get_logger("worker")
 
 METADATA_PREFIX = "fast-render-"
 HEARTBEAT_EVERY_S = 2.0  # progress is written at most this often
-KEEPALIVE_EVERY_S = 10.0  # and at least this often, whatever the worker is doing
+KEEPALIVE_EVERY_S = 5.0  # and at least this often, whatever the worker is doing (VM_HEARTBEAT_TIMEOUT_S is far above)
 
 
 @dataclass(frozen=True)

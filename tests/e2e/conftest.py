@@ -60,6 +60,10 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
             "PRIMARY_QUEUE_TIMEOUT_S": "6",
             "FAILOVER_BACKOFF_S": "0.5",
             "FAILOVER_MAX_WAIT_S": "4",
+            "CLAIM_TIMEOUT_S": "30",  # a crashed claimant's work is handed on within a test
+            "VM_HEARTBEAT_TIMEOUT_S": "15",  # 3 x the worker's keep-alive (render_vm/worker.py)
+            "VM_BOOT_TIMEOUT_S": "40",
+            "INSERT_RETRY_BACKOFF_S": "0.2",
         },
     )
     with local:

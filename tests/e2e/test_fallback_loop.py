@@ -129,22 +129,3 @@ def test_an_invalid_manifest_fails_the_job_with_its_reason_and_launches_nothing(
     outcomes.settle(2)
     assert faults.custom_jobs(job_id) == [] and faults.instances(job_id) == []
     assert len(outcomes.failed[job_id]) == 1
-
-
-def test_a_step_that_keeps_failing_ends_in_a_failed_job_not_an_endless_retry(cloud, outcomes, faults) -> None:
-    # A job whose VM launch is claimed by a delivery that never finishes (it
-    # crashed just now): every launcher delivery raises "claim held" and Pub/Sub
-    # retries; after the last attempt the message is dead-lettered and the job
-    # fails with a reason instead of hanging.
-    import time
-
-    from functions.state import JobState
-
-    job_id = f"stuck-{time.time_ns() % 10**6:06d}"
-    state = JobState(job_id=job_id, status=Status.VM_LAUNCHING, fallback={"attempt": 1, "claim": "x", "claimed_at": time.time() + 3600})
-    store().update(job_id, lambda _: state)
-    cloud.publish("render-fallback", json.dumps({"job_id": job_id}).encode(), job_id=job_id)
-    outcome = outcomes.wait(job_id, timeout_s=90)
-    assert outcome["status"] == "failed"
-    assert outcome["reason"].startswith("gave up after 5 failed deliveries from ")
-    assert faults.instances(job_id) == []
