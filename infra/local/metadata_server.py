@@ -24,6 +24,10 @@ What it serves, under ``/computeMetadata/v1/`` (as the real one does):
   the value's ETag changes, e.g. to watch ``instance/preempted``.
 * Every request must carry ``Metadata-Flavor: Google``, else 403, like the real
   server; every reply carries it too.
+
+Sources: https://cloud.google.com/compute/docs/metadata/querying-metadata (the
+header, ``wait_for_change``, ``recursive``) and the Spot VM docs for
+``instance/preempted``; the full table is ``docs/standins.md``.
 """
 
 from __future__ import annotations
