@@ -430,3 +430,29 @@ def test_errors_another_zone_can_fix_move_the_launch_on(cloud, outcomes, faults,
     state = store().get(job_id)
     assert state.fallback["zone"] not in zones[:2]
     assert [t["kind"] for t in state.fallback["tried"]][:2] == ["zone", "zone"]
+
+
+# ------------------------------------------------------------ 9: object names are untrusted paths
+
+
+def test_the_worker_never_writes_outside_its_job_folder(cloud, tmp_path) -> None:
+    from render_vm.worker import _download_job
+
+    job_id = f"paths-{time.time_ns() % 10**6:06d}"
+    bucket = clients.storage_client().bucket(clients.config().staging_bucket)
+    outside = tmp_path / "outside.txt"
+    job_dir, segments_dir = tmp_path / "a" / "b" / "job", tmp_path / "a" / "b" / "segments"
+    names = {
+        f"jobs/{job_id}/images/001.png": b"fine",
+        f"jobs/{job_id}/segments/s1.mp4": b"fine",
+        f"jobs/{job_id}/images/../../../../outside.txt": b"escaped",
+        f"jobs/{job_id}/segments/../../../outside.txt": b"escaped",
+        f"jobs/{job_id}/{tmp_path}/outside.txt".replace("//", "/").replace(f"{job_id}/", f"{job_id}//"): b"escaped",
+    }
+    for name, data in names.items():
+        bucket.blob(name).upload_from_string(data)
+    assert _download_job(bucket, job_id, job_dir, segments_dir) == 1
+    assert not outside.exists()
+    assert (job_dir / "images" / "001.png").read_bytes() == b"fine" and (segments_dir / "s1.mp4").exists()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.is_relative_to(job_dir) or p.is_relative_to(segments_dir) for p in written), written

@@ -18,6 +18,18 @@ from render_vm.sample_job import make_sample_job
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 def edit(change: Callable[[dict], object]) -> Callable[[Path], None]:
     def apply(job: Path) -> None:
         manifest = json.loads((job / "job.json").read_text())
@@ -51,6 +63,8 @@ INVALID = {
     "neither duration nor narration": (edit(lambda m: m["scenes"][4].pop("duration_s")), "scenes[4].duration_s: required"),
     "not an image": (write("images/002.jpg", b"this is not a JPEG"), "scenes[1].image: cannot read image"),
     "empty image": (write("images/003.webp", b""), "scenes[2].image: cannot read image"),
+    "huge declared image": (write("images/002.jpg", _png_header_only(30000, 30000)),
+                            "scenes[1].image: cannot read image: 30000x30000 pixels is more than"),
     "not audio": (write("audio/002.mp3", b"ID3 but nothing else"), "scenes[1].narration: cannot read audio"),
     "not JSON": (write("job.json", b"{\"version\": 1,"), "job.json: not valid JSON"),
 }
