@@ -1,10 +1,14 @@
 """React to Vertex AI custom-job state changes.
 
-In the cloud a Cloud Logging sink routes the custom jobs' state-change log
-entries to the ``vertex-events`` topic (filter in ``infra/README.md``); locally
-the Vertex stand-in publishes the same entries. An entry is only a hint that
-*something* changed: the handler reads the job from Vertex for the truth, so
-duplicated, reordered or stale entries cannot mislead it.
+In the cloud a Cloud Logging sink may route the custom jobs' log entries to
+the ``vertex-events`` topic; no public page documents a state-change entry for
+custom jobs, so the watchdog's poll of each job (``watchdog._check_primary``,
+the same code path) is the signal relied on, and these events only make it
+faster. Locally the Vertex stand-in publishes such entries. An entry is only a
+hint that *something* changed: the handler reads the job from Vertex for the
+truth, and acts only if it concerns the job's current Vertex job while the job
+is still with the primary, so duplicated, reordered or stale entries cannot
+mislead it.
 """
 
 from __future__ import annotations
