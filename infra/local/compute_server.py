@@ -82,7 +82,6 @@ Fault injection and inspection, for tests (``/_admin/``; faults in ``compute_fau
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import os
 import re
@@ -113,6 +112,7 @@ from infra.local._http import (
     route,
     serve,
     server_args,
+    _signal_group,  # private, but one way to signal a process group is better than two
     spawn,
 )
 from infra.local.compute_errors import SYNC, TABLE, ErrorContext, ErrorShape, InsertRefused, operation_error
@@ -149,11 +149,6 @@ def _after(delay_s: float, func: Callable[..., None], *args: Any) -> None:
     timer = threading.Timer(delay_s, func, args)
     timer.daemon = True
     timer.start()
-
-
-def _signal_group(proc: subprocess.Popen, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # the whole group is gone already
-        os.killpg(proc.pid, signum)
 
 
 # --------------------------------------------------------------------------- the service
