@@ -228,13 +228,18 @@ def _relaunch(job_id: str, attempt: int, why: str) -> None:
 # ---------------------------------------------------------------- reaper
 
 
-def is_current_vm(state: JobState | None, labels: dict[str, str]) -> bool:
-    """Whether a VM with these labels is its job's current attempt (launching or rendering)."""
-    return (
-        state is not None
-        and state.status in (Status.VM_LAUNCHING, Status.VM_RUNNING)
-        and labels.get(layout.ATTEMPT_LABEL) == str(state.fallback.get("attempt", 1))
-    )
+def is_current_vm(state: JobState | None, labels: dict[str, str], zone: str) -> bool:
+    """Whether a VM with these labels, in this zone, is its job's current attempt (launching or rendering).
+
+    While a launch runs, any zone may be the one (it is trying them); once the
+    VM is recorded, only that zone's: a failed insert elsewhere can leave a
+    TERMINATED instance behind (UNSUPPORTED_OPERATION does).
+    """
+    if state is None or labels.get(layout.ATTEMPT_LABEL) != str(state.fallback.get("attempt", 1)):
+        return False
+    if state.status is Status.VM_LAUNCHING:
+        return True
+    return state.status is Status.VM_RUNNING and state.fallback.get("zone") == zone
 
 
 def reap_orphans() -> int:
@@ -252,9 +257,9 @@ def reap_orphans() -> int:
             if job_id is None:
                 continue
             state = store().get(job_id) if layout.is_valid_job_id(job_id) else None
-            if is_current_vm(state, dict(instance.labels)):
-                continue
             zone = zone_scope.rsplit("/", 1)[-1]
+            if is_current_vm(state, dict(instance.labels), zone):
+                continue
             try:
                 clients.instances_client().delete(project=cfg.project, zone=zone, instance=instance.name)
                 reaped += 1
