@@ -245,6 +245,8 @@ def _adopt_existing_vm(state: JobState, token: str) -> JobState | None:
             labels = instance.labels
             if instance.name != name or labels.get(layout.JOB_LABEL) != state.job_id:
                 continue
+            if instance.status in ("STOPPING", "TERMINATED"):
+                continue  # what a failed insert may leave behind (UNSUPPORTED_OPERATION): not a VM to adopt
             zone = zone_scope.rsplit("/", 1)[-1]
             provisioning = "spot" if instance.scheduling.provisioning_model == "SPOT" else "on-demand"
             gpu = labels.get(layout.GPU_LABEL, "?")
