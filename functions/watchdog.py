@@ -39,7 +39,7 @@ from functions import clients
 from functions.heartbeats import heartbeat_age_s, read_heartbeat
 from functions.jobs import fail_job, fallback_gave_up, request_fallback, store
 from functions.outcome import finish_job, needs_finishing
-from functions.state import PRIMARY_STATES, JobState, Status, claim_is_live
+from functions.state import JobState, Status, claim_is_live
 
 log = get_logger("watchdog")
 
