@@ -392,6 +392,7 @@ class LocalCloud:
         tick_every_s: float | None = None,
         extra_env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 60.0,
+        push_retries: str | None = None,
     ) -> None:
         self.project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT
         self.topology = load_topology(self.project, topology_path)
@@ -406,6 +407,11 @@ class LocalCloud:
         self.tick_every_s = float(tick) if tick else None
         self.extra_env = dict(extra_env or {})
         self.ready_timeout_s = ready_timeout_s
+        # Who retries a failed push: "relay" (the subscription's policy, applied by the push
+        # relay) or "emulator" (which loses failed pushes when several fail at once; see push_relay).
+        self.push_retries = push_retries or os.environ.get("LOCAL_CLOUD_PUSH_RETRIES") or "relay"
+        if self.push_retries not in ("relay", "emulator"):
+            raise LocalCloudError(f"push_retries must be 'relay' or 'emulator', not {self.push_retries!r}")
         self.processes: list[ProcessRecord] = []
         self.up_seconds: float | None = None
         self._popens: list[subprocess.Popen[bytes]] = []
@@ -567,6 +573,17 @@ class LocalCloud:
             name: {"url": f"http://{HOST}:{port}", "pid_file": str(self.pid_file(name))}
             for name, port in self.ports.functions.items()
         }
+        if self.push_retries == "relay":
+            delivery = self.topology.push_delivery
+            for function in self.topology.functions:
+                dead_letters = function.topic != delivery.dead_letter_topic
+                routes[function.name]["retry"] = {
+                    "subscription": f"projects/{self.project}/subscriptions/{function.push_subscription}",
+                    "min_backoff_s": delivery.min_backoff_s,
+                    "max_backoff_s": delivery.max_backoff_s,
+                    "max_delivery_attempts": delivery.max_delivery_attempts,
+                    "dead_letter_topic": f"projects/{self.project}/topics/{delivery.dead_letter_topic}" if dead_letters else None,
+                }
         path = self.state_dir / "relay-routes.json"
         path.write_text(json.dumps({"functions": routes}, indent=1) + "\n")
         return [sys.executable, "-m", "infra.local.push_relay", "--port", str(self.ports.relay), "--routes", str(path)]

@@ -2,14 +2,24 @@
 
 The demo and the end-to-end tests share these: stage a job folder in the
 staging bucket, call the Compute Engine and Vertex AI stand-ins' admin API
-(faults, history), and print a job's timeline.
+(faults, history), and print a job's timeline. The chaos campaign adds: collect
+what the main app hears (``Outcomes``), set the push relay's faults for a while
+(``relay_faults``) and deliver a push body straight to a function, several
+copies at once (``deliver_push``), as Pub/Sub in the cloud may.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import time
+import urllib.error
 import urllib.request
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,3 +69,88 @@ def format_timeline(state: JobState) -> str:
         offset = (datetime.fromisoformat(entry["at"]) - start).total_seconds()
         lines.append(f"  +{offset:7.2f}s  {entry['status']:<19} {entry.get('note', '')}")
     return "\n".join(lines)
+
+
+class Outcomes:
+    """Every render-completed / render-failed message the main app would receive, by job id.
+
+    Messages whose body is not a JSON object with a ``job_id`` are kept in ``unreadable``.
+    """
+
+    def __init__(self, cloud: "LocalCloud") -> None:
+        self._cloud = cloud
+        self.completed: dict[str, list[dict]] = defaultdict(list)
+        self.failed: dict[str, list[dict]] = defaultdict(list)
+        self.unreadable: list[bytes] = []
+
+    def drain(self, timeout_s: float = 0.5) -> None:
+        for subscription, sink in (("render-completed-main", self.completed), ("render-failed-main", self.failed)):
+            for message in self._cloud.pull(subscription, timeout=timeout_s, max_messages=100):
+                try:
+                    body = json.loads(message.data)
+                    sink[str(body["job_id"])].append(body)
+                except (ValueError, KeyError, TypeError):
+                    self.unreadable.append(message.data)
+
+    def outcome(self, job_id: str) -> dict | None:
+        """The first outcome heard for the job, or None."""
+        return (self.completed.get(job_id) or self.failed.get(job_id) or [None])[0]
+
+    def wait(self, job_id: str, timeout_s: float = 120) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.drain()
+            if self.outcome(job_id):
+                return self.outcome(job_id)
+        raise TimeoutError(f"no render-completed or render-failed for {job_id} in {timeout_s:.0f} s")
+
+    def settle(self, seconds: float = 3.0) -> None:
+        """Keep collecting for a while, so that late duplicates are seen."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.drain()
+
+
+@contextlib.contextmanager
+def relay_faults(cloud: "LocalCloud", **faults: Any) -> Iterator[dict[str, Any]]:
+    """Set the push relay's faults (``duplicate=``, ``drop_once=``, ``kill=``, ``seed=``) for a ``with`` block."""
+    cloud.relay.set_faults(**faults)
+    try:
+        yield cloud.relay.faults()
+    finally:
+        cloud.relay.clear()
+
+
+def push_body(data: bytes, attributes: dict[str, str] | None = None, *, message_id: str | None = None,
+              subscription: str = "projects/chaos/subscriptions/direct") -> bytes:
+    """A Pub/Sub push request body, as the emulator (and Pub/Sub) sends it."""
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    message_id = message_id or str(time.time_ns())
+    message = {"data": base64.b64encode(data).decode(), "attributes": attributes or {},
+               "messageId": message_id, "message_id": message_id, "publishTime": now, "publish_time": now}
+    return json.dumps({"message": message, "subscription": subscription}).encode()
+
+
+def deliver_push(cloud: "LocalCloud", function: str, data: bytes, attributes: dict[str, str] | None = None, *,
+                 copies: int = 1, message_id: str | None = None, timeout_s: float = 120) -> list[int]:
+    """POST one push body to a function's own URL, ``copies`` times at once; returns each HTTP status.
+
+    The emulator has one push outstanding per subscription; Pub/Sub in the
+    cloud has many, so two deliveries of one message can run at the same
+    time. This is that, on demand (0 for a delivery that got no answer).
+    """
+    body = push_body(data, attributes, message_id=message_id)
+    url = cloud.function_url(function)
+
+    def post(_: int) -> int:
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except (urllib.error.URLError, OSError):
+            return 0
+
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        return list(pool.map(post, range(copies)))

@@ -57,6 +57,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _accepts(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until(condition, timeout_s: float = 10.0):
     deadline = time.monotonic() + timeout_s
     while not (value := condition()):
@@ -75,21 +85,23 @@ def push_body(message_id: str, control: dict | None = None, **attributes: str) -
 class World:
     """A relay in front of one supervised function called ``fn``."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, retry: dict | None = None) -> None:
         self.calls = tmp_path / "calls.jsonl"
         self.pid_file = tmp_path / "fn.pid"
         port = free_port()
         argv = [sys.executable, "-m", "infra.local.supervise", "--pid-file", str(self.pid_file), "--",
                 sys.executable, "-c", FUNCTION, str(port), str(self.calls)]
         self.supervisor = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, start_new_session=True)
-        self.relay = Relay({"fn": {"url": f"http://127.0.0.1:{port}", "pid_file": str(self.pid_file)}}, seed=1)
+        self.dead_letters: list[tuple[str, bytes, dict]] = []
+        route = {"url": f"http://127.0.0.1:{port}", "pid_file": str(self.pid_file)}
+        if retry:
+            route["retry"] = {"subscription": "projects/p/subscriptions/fn-trigger", **retry}
+        self.relay = Relay({"fn": route}, seed=1, dead_letter=lambda *letter: self.dead_letters.append(letter))
         self.server = make_server("127.0.0.1", 0, self.relay, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
         self.admin = RelayClient(self.endpoint)
-        wait_until(lambda: self.push("warm-up") == 204)
-        self.admin.reset()
-        self.calls.unlink()
+        wait_until(lambda: _accepts(port))  # the function is up (asked directly, not through the relay)
 
     def push(self, message_id: str, control: dict | None = None, **attributes: str) -> int:
         request = urllib.request.Request(f"{self.endpoint}/fn/projects/p/topics/t", method="POST",
@@ -119,6 +131,15 @@ def world(tmp_path: Path):
     world.stop()
 
 
+@pytest.fixture
+def retrying(tmp_path: Path):
+    """A relay that applies the subscription's retry and dead-letter policy itself (the local cloud's setting)."""
+    world = World(tmp_path, retry={"min_backoff_s": 0.2, "max_backoff_s": 0.4, "max_delivery_attempts": 3,
+                                   "dead_letter_topic": "projects/p/topics/dead-letters"})
+    yield world
+    world.stop()
+
+
 def test_without_faults_it_passes_the_push_through_and_answers_with_the_functions_status(world: World) -> None:
     assert world.push("m1") == 204
     assert world.push("m2", {"status": 500}) == 500  # so Pub/Sub retries as it would without the relay
@@ -127,7 +148,8 @@ def test_without_faults_it_passes_the_push_through_and_answers_with_the_function
         ("/projects/p/topics/t", "m2", "application/json"),
     ]
     stats = world.admin.stats()["functions"]["fn"]
-    assert stats == {"deliveries": 2, "forwarded": 2, "duplicates": 0, "drops": 0, "kills": 0, "failures": 1}
+    assert stats == {"deliveries": 2, "forwarded": 2, "duplicates": 0, "drops": 0, "kills": 0, "failures": 1,
+                     "retries": 0, "dead_lettered": 0}
     assert {m["message_id"]: m["last_status"] for m in world.admin.messages()} == {"m1": 204, "m2": 500}
 
 
@@ -202,3 +224,27 @@ def test_the_admin_api_answers_400_for_a_bad_document(world: World) -> None:
     with pytest.raises(FaultError, match="400"):
         world.admin.set_faults(duplicate={"copise": 2})
     assert world.admin.faults() == {"duplicate": [], "drop_once": [], "kill": []}
+
+
+def test_with_a_retry_policy_a_failed_delivery_is_retried_with_backoff_then_dead_lettered(retrying: World) -> None:
+    assert retrying.push("m1", {"status": 500}, job_id="j") == 200  # taken over: the emulator does not retry it
+    wait_until(lambda: retrying.dead_letters, timeout_s=5)
+    calls = [c["at"] for c in retrying.received()]
+    assert len(calls) == 3  # max_delivery_attempts
+    assert calls[1] - calls[0] >= 0.19 and calls[2] - calls[1] >= 0.39  # 0.2 s, then 0.4 s (the cap)
+    [(topic, data, attributes)] = retrying.dead_letters
+    assert topic == "projects/p/topics/dead-letters" and json.loads(data) == {"status": 500}
+    assert attributes["job_id"] == "j"
+    assert attributes["CloudPubSubDeadLetterSourceSubscription"] == "fn-trigger"
+    assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "3"
+    [message] = retrying.admin.messages()
+    assert (message["attempts"], message["retries"], message["dead_lettered"]) == (3, 2, True)
+
+
+def test_with_a_retry_policy_a_killed_delivery_is_delivered_again_once_the_function_is_back(retrying: World) -> None:
+    retrying.admin.set_faults(kill={"after_ms": [100, 100], "max_per_message": 1})
+    assert retrying.push("m1", {"delay_s": 1.0}) == 200
+    wait_until(lambda: (m := retrying.admin.messages()) and m[0]["last_status"] == 204, timeout_s=10)
+    [message] = retrying.admin.messages()
+    assert message["kills"] == 1 and message["retries"] >= 1 and not message["dead_lettered"]
+    assert retrying.dead_letters == []
