@@ -26,5 +26,9 @@ bench: setup  ## benchmarks: they print figures
 	$(PY) bench/memory.py
 	$(PY) bench/failover.py
 
+.PHONY: chaos
+chaos: setup  ## the fault campaign on the local cloud: prints figures, fails if a promised zero is not zero
+	$(PY) -m bench.chaos
+
 clean: down
 	rm -rf .local-cloud out

@@ -106,7 +106,8 @@ class Supervisor:
         quick_exits = 0
         while not self._stopping:
             started = time.monotonic()
-            self._child = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)
+            # preexec_fn is safe here: the supervisor runs no threads.
+            self._child = subprocess.Popen(self.argv, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
             _write_pid(self.pid_file, self._child.pid)
             if self._stopping:  # a stop that came while it was starting
                 self.stop()

@@ -19,7 +19,7 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ def stage_job(bucket: storage.Bucket, job_dir: Path, job_id: str, *, with_manife
         bucket.blob(layout.manifest_object(job_id)).upload_from_filename(str(job_dir / "job.json"), content_type="application/json")
 
 
-def submit_job(cloud: "LocalCloud", bucket: storage.Bucket, job_dir: Path) -> str:
+def submit_job(cloud: LocalCloud, bucket: storage.Bucket, job_dir: Path) -> str:
     """The main app's path: stage the assets, then publish the manifest inline on ``render-jobs``."""
     manifest = json.loads((job_dir / "job.json").read_text())
     stage_job(bucket, job_dir, manifest["job_id"], with_manifest=False)
@@ -77,7 +77,7 @@ class Outcomes:
     Messages whose body is not a JSON object with a ``job_id`` are kept in ``unreadable``.
     """
 
-    def __init__(self, cloud: "LocalCloud") -> None:
+    def __init__(self, cloud: LocalCloud) -> None:
         self._cloud = cloud
         self.completed: dict[str, list[dict]] = defaultdict(list)
         self.failed: dict[str, list[dict]] = defaultdict(list)
@@ -112,7 +112,7 @@ class Outcomes:
 
 
 @contextlib.contextmanager
-def relay_faults(cloud: "LocalCloud", **faults: Any) -> Iterator[dict[str, Any]]:
+def relay_faults(cloud: LocalCloud, **faults: Any) -> Iterator[dict[str, Any]]:
     """Set the push relay's faults (``duplicate=``, ``drop_once=``, ``kill=``, ``seed=``) for a ``with`` block."""
     cloud.relay.set_faults(**faults)
     try:
@@ -124,14 +124,14 @@ def relay_faults(cloud: "LocalCloud", **faults: Any) -> Iterator[dict[str, Any]]
 def push_body(data: bytes, attributes: dict[str, str] | None = None, *, message_id: str | None = None,
               subscription: str = "projects/chaos/subscriptions/direct") -> bytes:
     """A Pub/Sub push request body, as the emulator (and Pub/Sub) sends it."""
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     message_id = message_id or str(time.time_ns())
     message = {"data": base64.b64encode(data).decode(), "attributes": attributes or {},
                "messageId": message_id, "message_id": message_id, "publishTime": now, "publish_time": now}
     return json.dumps({"message": message, "subscription": subscription}).encode()
 
 
-def deliver_push(cloud: "LocalCloud", function: str, data: bytes, attributes: dict[str, str] | None = None, *,
+def deliver_push(cloud: LocalCloud, function: str, data: bytes, attributes: dict[str, str] | None = None, *,
                  copies: int = 1, message_id: str | None = None, timeout_s: float = 120) -> list[int]:
     """POST one push body to a function's own URL, ``copies`` times at once; returns each HTTP status.
 
