@@ -76,19 +76,26 @@ def duplicates(c: Campaign, size: Size, result: Result) -> None:
 
 
 def kills(c: Campaign, size: Size, result: Result) -> None:
-    """Each function SIGKILLed while a job's message is in flight (once per message), then all at once."""
+    """Each function SIGKILLed while each of a job's messages is in flight (once per message), then all at once.
+
+    ``before_answer``: a delivery that ends before its random kill time is
+    killed as it answers, so every step of the job is killed once, somewhere
+    between receiving its message and acknowledging it.
+    """
     rules = []
     for i, (function, tag) in enumerate(PATH_FUNCTIONS.items()):
         for n in range(size.per_case):
             fallback = function == "fallback-launcher" or (i + n) % 2 == 1
             job = c.new_job(result.name, f"k{tag}", fallback=fallback)
             job.notes.append(f"kill {function}")
-            rules.append({"functions": [function], "match": job.job_id, "after_ms": [0, 150], "max_per_message": 1})
+            rules.append({"functions": [function], "match": job.job_id, "after_ms": [0, 150], "max_per_message": 1,
+                          "before_answer": True})
             result.jobs.append(job)
     for n in range(size.per_case):
         job = c.new_job(result.name, "kall", fallback=n % 2 == 0)
         job.notes.append("kill every function")
-        rules.append({"functions": ["*"], "match": job.job_id, "after_ms": [0, 150], "max_per_message": 1})
+        rules.append({"functions": ["*"], "match": job.job_id, "after_ms": [0, 150], "max_per_message": 1,
+                      "before_answer": True})
         result.jobs.append(job)
     rules.append({"functions": ["watchdog"], "after_ms": [0, 100], "max_per_message": 1})  # every tick, once
     c.cloud.relay.set_faults(kill=rules, seed=11)

@@ -46,7 +46,10 @@ attribute keys or values; default: any) and ``probability`` (default 1)::
   group is sent SIGKILL (through its supervisor's pid file, ``infra.local.supervise``)
   after a random ``after_ms`` delay; the delivery fails and is retried after
   the backoff, and the supervisor restarts the function meanwhile. Retries are
-  deliveries too: the rules apply to them. ``max_per_message``
+  deliveries too: the rules apply to them. With ``before_answer``, a delivery
+  the function answers before the delay is killed at that moment and its
+  answer discarded (a 503): the step's work is done, its acknowledgement lost,
+  so every matching delivery is killed, at a random point up to its end. ``max_per_message``
   (default: no limit) and ``count`` (total kills; default: no limit) bound it.
 
 ``GET /_admin/faults`` shows them (with what is left of each count);
@@ -124,6 +127,7 @@ class DropOnce(Rule):
 @dataclass
 class Kill(Rule):
     after_ms: list[float] = field(default_factory=lambda: [0.0, 200.0])
+    before_answer: bool = False  # a delivery the function answers within after_ms is killed then, its answer lost
     max_per_message: int | None = None
     count: int | None = None  # kills left in all (None: no limit)
 
@@ -254,7 +258,7 @@ class Relay:
             duplicate = None
             if drop is None and first_time:
                 duplicate = next((r for r in self.rules["duplicate"] if r.applies(function, text, self._rng)), None)
-            kill_after_s = self._choose_kill(function, text, record) if drop is None else None
+            armed = self._choose_kill(function, text, record) if drop is None else None
             delays = []
             if duplicate is not None:
                 delays = [self._rng.uniform(duplicate.min_delay_s, duplicate.max_delay_s) for _ in range(duplicate.copies - 1)]
@@ -265,30 +269,31 @@ class Relay:
             return 200, b""
         for delay in delays:
             threading.Thread(target=self._copy, args=(function, record, path, body, headers, delay), daemon=True).start()
-        status, answer = self._attempt(function, record, path, body, headers, kill_after_s, "push")
+        status, answer = self._attempt(function, record, path, body, headers, armed, "push")
         policy = self.retry.get(function)
         if _ok(status) or policy is None:
             return status, answer
         self._retry_later(function, record, path, body, headers, text, policy, attempt=2)
         return 200, b"the push relay retries this delivery with the subscription's retry policy"
 
-    def _choose_kill(self, function: str, text: str, record: MessageRecord) -> float | None:
-        """Under the lock: whether a kill rule takes this delivery, and after how many seconds."""
+    def _choose_kill(self, function: str, text: str, record: MessageRecord) -> _Armed | None:
+        """Under the lock: whether a kill rule takes this delivery, when, and how."""
         kill = next((r for r in self.rules["kill"] if self._may_kill(r, record) and r.applies(function, text, self._rng)), None)
         if kill is None:
             return None
         if kill.count is not None:
             kill.count -= 1
-        return self._rng.uniform(*kill.after_ms) / 1000
+        return _Armed(self._rng.uniform(*kill.after_ms) / 1000, kill.before_answer)
 
     def _attempt(self, function: str, record: MessageRecord, path: str, body: bytes, headers: dict[str, str],
-                 kill_after_s: float | None, what: str) -> tuple[int, bytes]:
+                 armed: _Armed | None, what: str) -> tuple[int, bytes]:
         """One delivery to the function, with the chosen kill armed while it is in flight."""
-        in_flight = threading.Event()
-        if kill_after_s is not None:
-            threading.Thread(target=self._kill_later, args=(function, record, kill_after_s, in_flight), daemon=True).start()
+        if armed is not None:
+            threading.Thread(target=self._kill_later, args=(function, record, armed), daemon=True).start()
         status, answer = self._forward(function, path, body, headers)
-        in_flight.set()
+        if armed is not None and armed.answer_came() and self._kill_now(function, record):
+            # Killed after its work, before its answer got out: the work is done, the delivery failed.
+            status, answer = 503, f"function {function} killed before it answered".encode()
         self._answered(function, record, status, what)
         return status, answer
 
@@ -308,9 +313,9 @@ class Relay:
             record.retries += 1
             record.last_at = time.time()
             self.stats[function]["retries"] += 1
-            kill_after_s = self._choose_kill(function, text, record)
+            armed = self._choose_kill(function, text, record)
         body = _with_delivery_attempt(body, attempt) if policy.dead_letter_topic else body
-        status, _ = self._attempt(function, record, path, body, headers, kill_after_s, "retry")
+        status, _ = self._attempt(function, record, path, body, headers, armed, "retry")
         if _ok(status):
             return
         if policy.dead_letter_topic and attempt >= policy.max_delivery_attempts:
@@ -363,13 +368,17 @@ class Relay:
         status, _ = self._forward(function, path, body, headers)
         self._answered(function, record, status, "copy")
 
-    def _kill_later(self, function: str, record: MessageRecord, after_s: float, done: threading.Event) -> None:
-        if done.wait(after_s):
-            return  # the function answered first: nothing to kill
-        if self.kill(function):
-            with self._lock:
-                record.kills += 1
-                _note(record, "kill", None)
+    def _kill_later(self, function: str, record: MessageRecord, armed: _Armed) -> None:
+        if armed.delay_passed():
+            self._kill_now(function, record)
+
+    def _kill_now(self, function: str, record: MessageRecord) -> bool:
+        if not self.kill(function):
+            return False
+        with self._lock:
+            record.kills += 1
+            _note(record, "kill", None)
+        return True
 
     def kill(self, function: str) -> bool:
         """SIGKILL the function's process group now (as a crash or Cloud Run reclaiming it)."""
@@ -459,6 +468,31 @@ class Relay:
         if (method, action) == ("GET", "messages"):
             return _json({"messages": self.message_list()})
         return _json({"error": f"no admin route {method} {action}"}, 404)
+
+
+class _Armed:
+    """A kill waiting on one delivery: fired by the delay, or (``before_answer``) by the answer, never twice."""
+
+    def __init__(self, after_s: float, before_answer: bool) -> None:
+        self.after_s = after_s
+        self.before_answer = before_answer
+        self._answered = threading.Event()
+        self._lock = threading.Lock()
+        self._fired = False
+
+    def _fire(self) -> bool:
+        with self._lock:
+            fired, self._fired = self._fired, True
+        return not fired
+
+    def delay_passed(self) -> bool:
+        """In the killer thread: True if the kill is now due (the function has not answered)."""
+        return not self._answered.wait(self.after_s) and self._fire()
+
+    def answer_came(self) -> bool:
+        """When the answer is in: True if the kill is due now (``before_answer`` and not fired yet)."""
+        self._answered.set()
+        return self.before_answer and self._fire()
 
 
 def _ok(status: int | None) -> bool:

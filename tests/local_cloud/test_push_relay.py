@@ -205,6 +205,17 @@ def test_a_delivery_that_ends_before_the_kill_delay_is_not_killed(world: World) 
     assert read_pid(world.pid_file) == pid and world.admin.stats()["functions"]["fn"]["kills"] == 0
 
 
+def test_before_answer_kills_a_delivery_that_ends_before_the_delay_at_its_end(world: World) -> None:
+    pid = read_pid(world.pid_file)
+    world.admin.set_faults(kill={"after_ms": [2000, 2000], "before_answer": True})
+    began = time.monotonic()
+    assert world.push("m1") == 503  # the work was done (the call is recorded), the answer lost
+    assert time.monotonic() - began < 1.5
+    assert [c["id"] for c in world.received()] == ["m1"]
+    assert world.admin.stats()["functions"]["fn"]["kills"] == 1
+    wait_until(lambda: read_pid(world.pid_file) not in (None, pid))
+
+
 def test_an_unreachable_function_is_a_503(world: World) -> None:
     world.supervisor.terminate()
     world.supervisor.wait(timeout=10)
