@@ -67,7 +67,8 @@ class Config:
     claim_timeout_s: float = 600.0
     vm_heartbeat_timeout_s: float = 180.0  # a rendering VM silent this long is hung: deleted, relaunched
     vm_boot_timeout_s: float = 900.0  # a VM with no heartbeat at all this long after launch: the same
-    max_dead_letters: int = 3  # dead-lettered messages about one job before it fails
+    max_dead_letters: int = 3  # dead-lettered messages about one job before it fails...
+    dead_letter_patience_s: float = 1800.0  # ...and only once they have kept coming this long (an outage passes)
     insert_retries: int = 3  # inserts retried in one zone on a rate or concurrency limit
     insert_retry_backoff_s: float = 2.0  # first wait before such a retry (doubles each time)
 
@@ -92,6 +93,7 @@ _POLICY = {
     "vm_heartbeat_timeout_s": float,
     "vm_boot_timeout_s": float,
     "max_dead_letters": int,
+    "dead_letter_patience_s": float,
     "insert_retries": int,
     "insert_retry_backoff_s": float,
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from typing import Callable
 
 from common import layout
@@ -172,12 +173,15 @@ def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> Jo
 def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | None:
     """A message some function failed on again and again: count it against its job.
 
-    Pub/Sub moves a message to ``dead-letters`` after its last delivery attempt;
-    the attributes say from where and how often. One dead letter is no verdict
-    (a dependency may have been down for half a minute): the watchdog re-drives
-    every unfinished job. After ``MAX_DEAD_LETTERS`` of them the job fails with
-    the reason, so nothing is retried forever. This handler never raises on bad
-    input: its own subscription has no dead-letter topic behind it.
+    Pub/Sub moves a message to ``dead-letters`` after its last delivery attempt
+    (about half a minute of failures); the attributes say from where and how
+    often. That is no verdict on the job: a function or a dependency may be down
+    for a while (a crash loop, an outage), and the watchdog re-drives every
+    unfinished job. The job fails, with the reason, only once its messages have
+    kept dying for ``DEAD_LETTER_PATIENCE_S`` and at least ``MAX_DEAD_LETTERS``
+    times, so nothing is retried forever and no passing outage fails a healthy
+    job. This handler never raises on bad input: its own subscription has no
+    dead-letter topic behind it.
     """
     job_id = _job_id_of_message(data, attributes)
     source = attributes.get("CloudPubSubDeadLetterSourceSubscription", "a subscription")
@@ -185,22 +189,25 @@ def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | No
     if job_id is None:
         log.error("dead letter without a job", source=source, deliveries=count, attributes=attributes)
         return None
-    limit = clients.config().max_dead_letters
+    cfg, now = clients.config(), time.time()
 
     def count_it(state: JobState | None) -> JobState | None:
         if state is None or state.status.terminal:
             return None
         state.dead_letters += 1
+        state.first_dead_letter_at = state.first_dead_letter_at or now
         return state
 
     state, counted = store().update(job_id, count_it)
     if not counted or state is None:
         return state
-    log.error("message dead-lettered", job_id=job_id, source=source, deliveries=count, dead_letters=state.dead_letters)
-    if state.dead_letters < limit:
+    dying_for_s = now - (state.first_dead_letter_at or now)
+    log.error("message dead-lettered", job_id=job_id, source=source, deliveries=count, dead_letters=state.dead_letters,
+              dying_for_s=round(dying_for_s, 1))
+    if state.dead_letters < cfg.max_dead_letters or dying_for_s < cfg.dead_letter_patience_s:
         return state
-    return fail_job(job_id, f"gave up after {state.dead_letters} dead-lettered messages (last: {count} failed deliveries "
-                            f"from {source}; see that function's logs)")
+    return fail_job(job_id, f"gave up after {state.dead_letters} dead-lettered messages over {dying_for_s:.0f} s "
+                            f"(last: {count} failed deliveries from {source}; see that function's logs)")
 
 
 def _job_id_of_message(data: bytes, attributes: dict[str, str]) -> str | None:

@@ -64,6 +64,7 @@ class JobState:
     outcome_published: bool = False  # render-completed / render-failed sent (once the state says so)
     outcome_claim: dict[str, Any] = field(default_factory=dict)  # who is publishing it now (token, claimed_at)
     dead_letters: int = 0  # messages about this job that a function failed on until Pub/Sub gave up
+    first_dead_letter_at: float | None = None  # when the first of them came (epoch seconds)
     cleaned_up: bool = False  # after a terminal state: the VM deleted, a losing primary cancelled
     history: list[dict[str, Any]] = field(default_factory=list)
 

@@ -64,6 +64,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
             "VM_HEARTBEAT_TIMEOUT_S": "15",  # 3 x the worker's keep-alive (render_vm/worker.py)
             "VM_BOOT_TIMEOUT_S": "40",
             "INSERT_RETRY_BACKOFF_S": "0.2",
+            "DEAD_LETTER_PATIENCE_S": "0",  # the dead-letter test counts to the limit at once
         },
     )
     with local:

@@ -380,7 +380,7 @@ def test_dead_letters_count_against_a_job_and_fail_it_only_past_the_limit(cloud,
     for _ in range(2):
         cloud.publish("dead-letters", json.dumps({"job_id": job_id}).encode(), **attributes)
     outcome = outcomes.wait(job_id, timeout_s=30)
-    assert outcome["status"] == "failed" and outcome["reason"].startswith("gave up after 3 dead-lettered messages")
+    assert outcome["status"] == "failed" and outcome["reason"].startswith("gave up after 3 dead-lettered messages over ")
 
 
 # ------------------------------------------------------------ 12: the report rides on the video
