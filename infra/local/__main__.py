@@ -3,6 +3,7 @@
     python -m infra.local up                  # start everything (see infra/local/cloud.py)
     eval "$(python -m infra.local env)"       # point this shell's clients at it
     python -m infra.local status
+    python -m infra.local kill primary        # SIGKILL a function; its supervisor starts it again
     python -m infra.local down                # stop everything it started; safe to repeat
 
 Every setting has a flag and an environment variable; the flags win.
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("down", parents=[common], help="stop everything the last `up` started")
     commands.add_parser("status", parents=[common], help="what is running")
     commands.add_parser("env", parents=[common], help="print `export` lines for a client of the running cloud")
+    kill = commands.add_parser("kill", parents=[common], help="SIGKILL a function's process group (it is restarted)")
+    kill.add_argument("function", help="a function's name in the topology, e.g. primary")
     return parser
 
 
@@ -95,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no local cloud recorded in {state_dir}", file=sys.stderr)
             return 1
         print("\n".join(f"export {name}={shlex.quote(value)}" for name, value in state["env"].items()))
+    elif args.command == "kill":
+        pid = cloud.kill_function_process(cloud.function_pid_file(state_dir, args.function))
+        if pid is None:
+            print(f"no {args.function} process is running in the cloud recorded in {state_dir}", file=sys.stderr)
+            return 1
+        print(f"killed {args.function} (pid {pid}); its supervisor starts it again")
     return 0
 
 

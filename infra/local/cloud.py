@@ -57,7 +57,7 @@ from google.pubsub_v1.services.publisher.transports import PublisherGrpcTranspor
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from infra.local.notification_router import READY_LINE as ROUTER_READY_LINE
-from infra.local.push_relay import RelayClient
+from infra.local.push_relay import RelayClient, relay_routes
 from infra.local.supervise import read_pid
 from infra.local.topology import DEFAULT_PATH as DEFAULT_TOPOLOGY
 from infra.local.topology import Topology, load_topology
@@ -156,6 +156,23 @@ class Ports:
 def function_process(function_name: str) -> str:
     """The process (and log file) name of a function (its supervisor's, in fact)."""
     return f"fn-{function_name}"
+
+
+def function_pid_file(state_dir: Path, function_name: str) -> Path:
+    """Where the function's supervisor keeps the pid of its functions-framework process."""
+    return Path(state_dir) / "run" / function_process(function_name) / "child.pid"
+
+
+def kill_function_process(pid_file: Path) -> int | None:
+    """SIGKILL the process group whose leader's pid is in ``pid_file``; the pid, or None if none ran."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        return None
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    return pid
 
 
 def topic_path(project: str, topic: str) -> str:
@@ -569,21 +586,9 @@ class LocalCloud:
         return [sys.executable, "-m", "infra.local.supervise", "--name", function, "--pid-file", str(pid_file), "--"]
 
     def _relay_argv(self) -> list[str]:
-        routes = {
-            name: {"url": f"http://{HOST}:{port}", "pid_file": str(self.pid_file(name))}
-            for name, port in self.ports.functions.items()
-        }
-        if self.push_retries == "relay":
-            delivery = self.topology.push_delivery
-            for function in self.topology.functions:
-                dead_letters = function.topic != delivery.dead_letter_topic
-                routes[function.name]["retry"] = {
-                    "subscription": f"projects/{self.project}/subscriptions/{function.push_subscription}",
-                    "min_backoff_s": delivery.min_backoff_s,
-                    "max_backoff_s": delivery.max_backoff_s,
-                    "max_delivery_attempts": delivery.max_delivery_attempts,
-                    "dead_letter_topic": f"projects/{self.project}/topics/{delivery.dead_letter_topic}" if dead_letters else None,
-                }
+        urls = {name: f"http://{HOST}:{port}" for name, port in self.ports.functions.items()}
+        pid_files = {name: str(self.pid_file(name)) for name in urls}
+        routes = relay_routes(self.topology, urls, pid_files, retries=self.push_retries == "relay")
         path = self.state_dir / "relay-routes.json"
         path.write_text(json.dumps({"functions": routes}, indent=1) + "\n")
         return [sys.executable, "-m", "infra.local.push_relay", "--port", str(self.ports.relay), "--routes", str(path)]
@@ -676,7 +681,7 @@ class LocalCloud:
 
     def pid_file(self, function: str) -> Path:
         """Where the function's supervisor keeps the pid of its functions-framework process."""
-        return self.state_dir / "run" / function_process(function) / "child.pid"
+        return function_pid_file(self.state_dir, function)
 
     def function_url(self, function: str) -> str:
         """The function's own push URL (what the relay forwards to)."""
@@ -705,14 +710,7 @@ class LocalCloud:
         Returns the pid killed (None if none was running). Waits for nothing:
         the supervisor starts it again, and Pub/Sub redelivers what it had not answered.
         """
-        pid = self.function_pid(function)
-        if pid is None:
-            return None
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return None
-        return pid
+        return kill_function_process(self.pid_file(function))
 
     # ----------------------------------------------------------- Pub/Sub helpers
 

@@ -5,8 +5,11 @@
 Every function's push subscription points here
 (``http://127.0.0.1:RELAY/<function-name>/projects/P/topics/T``). The relay posts
 the push body to the function's own URL (path ``/projects/P/topics/T``, from which
-functions-framework builds the CloudEvent); an unreachable (killed, restarting)
-function is a 503. What happens after a failed delivery depends on the route:
+functions-framework builds the CloudEvent). While no instance listens (the
+function was killed and its supervisor is starting it again) the relay holds
+the delivery, as Cloud Run holds requests while an instance starts (up to
+``--pending-s``, 10 s, then a 429); a delivery whose function dies under it is
+a 503. What happens after a failed delivery depends on the route:
 
 * without ``retry`` (the emulator's retries): the function's status goes back to
   the emulator, whose retry and dead-letter policy take over.
@@ -56,7 +59,8 @@ attribute keys or values; default: any) and ``probability`` (default 1)::
 ``POST /_admin/reset`` clears faults and statistics; ``GET /_admin/stats``
 counts per function (``deliveries``: pushes from the emulator; ``forwarded`` to
 the function, copies included; ``duplicates``, ``drops``, ``kills``;
-``failures``: non-2xx answers from the function; ``retries``,
+``held``: deliveries that waited for an instance to start; ``failures``:
+non-2xx answers (the function's, or the relay's 503 / 429); ``retries``,
 ``dead_lettered``); ``GET /_admin/messages`` lists each message id seen with
 its function, attempts, last status and a timed history of its deliveries.
 
@@ -82,7 +86,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from werkzeug.serving import make_server
@@ -90,8 +94,14 @@ from werkzeug.wrappers import Request, Response
 
 from infra.local.supervise import read_pid
 
+if TYPE_CHECKING:
+    from infra.local.topology import Topology
+
 HOST = "127.0.0.1"
 FORWARD_TIMEOUT_S = 600.0  # the push subscriptions' ack deadline (topology push_delivery)
+# Cloud Run holds a request while an instance starts: up to 3.5 x the average start-up time or
+# 10 s, whichever is longer, then answers 429 (cloud.google.com/run/docs/about-instance-autoscaling).
+PENDING_S = 10.0
 _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 
 
@@ -210,7 +220,7 @@ class MessageRecord:
 
 
 _HISTORY = 40  # entries kept per message
-_COUNTS = ("deliveries", "forwarded", "duplicates", "drops", "kills", "failures", "retries", "dead_lettered")
+_COUNTS = ("deliveries", "forwarded", "held", "duplicates", "drops", "kills", "failures", "retries", "dead_lettered")
 
 
 def _note(record: MessageRecord, what: str, status: int | None) -> None:
@@ -222,8 +232,10 @@ class Relay:
     """The routing, the faults and the counts; ``handle`` is the WSGI side."""
 
     def __init__(self, routes: dict[str, dict[str, Any]], seed: int | None = None,
-                 dead_letter: Callable[[str, bytes, dict[str, str]], None] | None = None) -> None:
+                 dead_letter: Callable[[str, bytes, dict[str, str]], None] | None = None,
+                 pending_s: float = PENDING_S) -> None:
         self.routes = routes
+        self.pending_s = pending_s
         self.retry = {name: RetryPolicy(**route["retry"]) for name, route in routes.items() if route.get("retry")}
         self._dead_letter_sink = dead_letter or _publish
         self._lock = threading.Lock()
@@ -395,10 +407,25 @@ class Relay:
         return True
 
     def _forward(self, function: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST to the function; while no instance listens (one is starting), hold the request, as Cloud Run does."""
         with self._lock:
             self.stats[function]["forwarded"] += 1
         target = urlsplit(self.routes[function]["url"])
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=FORWARD_TIMEOUT_S)
+        deadline, waited = time.monotonic() + self.pending_s, False
+        while True:
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=FORWARD_TIMEOUT_S)
+            try:
+                connection.connect()
+                break
+            except ConnectionRefusedError:
+                connection.close()
+                if not waited:
+                    waited = True
+                    with self._lock:
+                        self.stats[function]["held"] += 1
+                if time.monotonic() >= deadline:
+                    return 429, f"no instance of {function} came up within {self.pending_s:g} s".encode()
+                time.sleep(0.05)
         try:
             connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
@@ -495,6 +522,23 @@ class _Armed:
         return self.before_answer and self._fire()
 
 
+def relay_routes(topology: Topology, urls: dict[str, str], pid_files: dict[str, str], *, retries: bool) -> dict[str, Any]:
+    """The routes file's ``functions``: each function's URL and pid file, and its subscription's policy if ``retries``."""
+    routes: dict[str, Any] = {name: {"url": url, "pid_file": pid_files[name]} for name, url in urls.items()}
+    if retries:
+        delivery, project = topology.push_delivery, topology.project
+        for function in topology.functions:
+            dead_letters = function.topic != delivery.dead_letter_topic  # the dead letters' own: no policy behind it
+            routes[function.name]["retry"] = {
+                "subscription": f"projects/{project}/subscriptions/{function.push_subscription}",
+                "min_backoff_s": delivery.min_backoff_s,
+                "max_backoff_s": delivery.max_backoff_s,
+                "max_delivery_attempts": delivery.max_delivery_attempts,
+                "dead_letter_topic": f"projects/{project}/topics/{delivery.dead_letter_topic}" if dead_letters else None,
+            }
+    return routes
+
+
 def _ok(status: int | None) -> bool:
     return status is not None and 200 <= status < 300
 
@@ -570,8 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--routes", type=Path, required=True, help="JSON: function name -> url, pid_file")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--pending-s", type=float, default=PENDING_S, help="how long a delivery waits for an instance")
     args = parser.parse_args(argv)
-    relay = Relay(json.loads(args.routes.read_text())["functions"], seed=args.seed)
+    relay = Relay(json.loads(args.routes.read_text())["functions"], seed=args.seed, pending_s=args.pending_s)
     server = make_server(args.host, args.port, relay, threaded=True)
     server.daemon_threads = True
 

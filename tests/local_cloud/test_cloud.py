@@ -286,6 +286,7 @@ def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalClou
     assert all(f"{record.name} " in status for record in cloud.processes)
     assert "DOWN" not in status
     assert f"export PUBSUB_EMULATOR_HOST={cloud.env['PUBSUB_EMULATOR_HOST']}" in cli("env")
+    assert f"killed watchdog (pid {cloud.function_pid('watchdog')})" in cli("kill", "watchdog")
 
     groups = {record.pid for record in cloud.processes}
     cli("down")

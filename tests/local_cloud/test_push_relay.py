@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -96,7 +98,7 @@ class World:
         route = {"url": f"http://127.0.0.1:{port}", "pid_file": str(self.pid_file)}
         if retry:
             route["retry"] = {"subscription": "projects/p/subscriptions/fn-trigger", **retry}
-        self.relay = Relay({"fn": route}, seed=1, dead_letter=lambda *letter: self.dead_letters.append(letter))
+        self.relay = Relay({"fn": route}, seed=1, dead_letter=lambda *letter: self.dead_letters.append(letter), pending_s=3.0)
         self.server = make_server("127.0.0.1", 0, self.relay, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
@@ -148,7 +150,7 @@ def test_without_faults_it_passes_the_push_through_and_answers_with_the_function
         ("/projects/p/topics/t", "m2", "application/json"),
     ]
     stats = world.admin.stats()["functions"]["fn"]
-    assert stats == {"deliveries": 2, "forwarded": 2, "duplicates": 0, "drops": 0, "kills": 0, "failures": 1,
+    assert stats == {"deliveries": 2, "forwarded": 2, "held": 0, "duplicates": 0, "drops": 0, "kills": 0, "failures": 1,
                      "retries": 0, "dead_lettered": 0}
     assert {m["message_id"]: m["last_status"] for m in world.admin.messages()} == {"m1": 204, "m2": 500}
 
@@ -216,10 +218,20 @@ def test_before_answer_kills_a_delivery_that_ends_before_the_delay_at_its_end(wo
     wait_until(lambda: read_pid(world.pid_file) not in (None, pid))
 
 
-def test_an_unreachable_function_is_a_503(world: World) -> None:
+def test_a_delivery_waits_for_a_restarting_function_as_cloud_run_holds_requests(world: World) -> None:
+    pid = read_pid(world.pid_file)
+    os.killpg(pid, signal.SIGKILL)  # down; the supervisor starts it again in about a second
+    wait_until(lambda: read_pid(world.pid_file) is None)  # gone (its socket closed), the new one not up yet
+    assert world.push("m1") == 204
+    assert world.admin.stats()["functions"]["fn"]["held"] == 1 and read_pid(world.pid_file) != pid
+
+
+def test_a_function_that_does_not_come_back_in_time_is_a_429(world: World) -> None:
     world.supervisor.terminate()
     world.supervisor.wait(timeout=10)
-    assert world.push("m1") == 503
+    began = time.monotonic()
+    assert world.push("m1") == 429
+    assert 2.9 < time.monotonic() - began < 6
 
 
 def test_unknown_faults_and_keys_are_refused() -> None:
