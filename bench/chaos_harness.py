@@ -50,7 +50,7 @@ CHAOS_ENV = {
     "PRIMARY_QUEUE_TIMEOUT_S": "6",
     "FAILOVER_BACKOFF_S": "0.5",
     "FAILOVER_MAX_WAIT_S": "4",
-    "CLAIM_TIMEOUT_S": "15",
+    "CLAIM_TIMEOUT_S": "10",  # longer than any function runs here (launch passes give up after 4 s)
     "VM_HEARTBEAT_TIMEOUT_S": "12",
     "VM_BOOT_TIMEOUT_S": "45",
     "FALLBACK_REANNOUNCE_S": "10",
@@ -107,6 +107,7 @@ class Verdict:
     healthy_failed: bool
     reason: str = ""
     timeline: str = ""
+    duration_s: float | None = None  # from the job's first state to its last
     diagnostics: list[str] = field(default_factory=list)  # for a broken job: its VMs' last serial-console lines
 
     @property
@@ -308,6 +309,7 @@ class Campaign:
             healthy_failed=healthy_failed,
             reason=reason,
             timeline=format_timeline(state) if state else "(no state)",
+            duration_s=_duration(state),
         )
         if verdict.broken:
             verdict.diagnostics = [f"VM {vm['name']} ({vm['status']}{', preempted' if vm.get('preempted') else ''}"
@@ -324,6 +326,13 @@ class Campaign:
                                  f" {what}{'' if status is None else '=' + str(status)}" for t, what, status in m["history"])
                 lines.append(f"push {m['function']} message {m['message_id']}: {m['attempts']} push(es); {steps}")
         return lines
+
+
+def _duration(state) -> float | None:
+    if not state or not state.history:
+        return None
+    first, last = (datetime.fromisoformat(state.history[i]["at"]) for i in (0, -1))
+    return round((last - first).total_seconds(), 1)
 
 
 def forget_clients() -> None:

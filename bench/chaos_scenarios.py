@@ -62,17 +62,22 @@ class Result:
 
 
 def duplicates(c: Campaign, size: Size, result: Result) -> None:
-    """Every event type delivered twice, then five times; the copies concurrent or up to 3 s late."""
+    """Every event type delivered twice or five times; the copies concurrent or up to 3 s late (reordered)."""
+    rules = []
     for copies in (2, 5):
-        c.cloud.relay.set_faults(duplicate={"copies": copies, "functions": ["*"], "max_delay_s": 3.0}, seed=copies)
-        batch = [c.new_job(result.name, f"dup{copies}", fallback=fallback)
-                 for fallback in (False, True) for _ in range(size.per_case)]
-        for job in batch:
-            c.submit(job)
-        result.jobs += batch
-        c.wait_terminal(batch, size.timeout_s)
-        c.outcomes.settle(3.5)  # the late copies land on finished jobs: stale events
-        c.cloud.relay.clear()
+        for fallback in (False, True):
+            for _ in range(size.per_case):
+                job = c.new_job(result.name, f"dup{copies}", fallback=fallback)
+                job.notes.append(f"every message x{copies}")
+                rules.append({"copies": copies, "match": job.job_id, "max_delay_s": 3.0})
+                result.jobs.append(job)
+    rules.append({"copies": 2, "functions": ["watchdog"], "max_delay_s": 3.0})  # the ticks name no job
+    c.cloud.relay.set_faults(duplicate=rules, seed=2)
+    for job in result.jobs:
+        c.submit(job)
+    c.wait_terminal(result.jobs, size.timeout_s)
+    c.outcomes.settle(3.5)  # the late copies land on finished jobs: stale events
+    c.cloud.relay.clear()
 
 
 def kills(c: Campaign, size: Size, result: Result) -> None:
@@ -99,7 +104,9 @@ def kills(c: Campaign, size: Size, result: Result) -> None:
         rules.append({"functions": ["*"], "match": job.job_id, "after_ms": [0, 150], "max_per_message": 1,
                       "before_answer": True})
         batch.append(job)
-        rules.append({"functions": ["watchdog"], "after_ms": [0, 100], "max_per_message": 1})  # every tick, once
+        # Ticks too: half of them, a dozen in all (the watchdog is what re-drives a step killed mid-claim).
+        rules.append({"functions": ["watchdog"], "after_ms": [0, 100], "max_per_message": 1, "probability": 0.5,
+                      "count": 12})
         c.cloud.relay.set_faults(kill=rules, seed=11 + wave)
         for job in batch:
             c.submit(job)
@@ -405,6 +412,13 @@ def _touched(c: Campaign, job: Job) -> bool:
     return touched
 
 
+def _spread(values: list[float]) -> str:
+    if not values:
+        return ""
+    values = sorted(values)
+    return f"{values[len(values) // 2]:.0f} s, {values[-1]:.0f} s"
+
+
 def _ok(status: int | None) -> bool:
     return status is not None and 200 <= status < 300
 
@@ -455,6 +469,7 @@ def run(c: Campaign, name: str, size: Size) -> Result:
         "rendered by": ", ".join(f"{n} {k}" for k, n in sorted(rendered.items())),
         "VMs": sum(v.vms for v in result.verdicts),
         "kills by function": ", ".join(f"{f} {n}" for f, n in sorted(kills.items())),
+        "job time (median, slowest)": _spread([v.duration_s for v in result.verdicts if v.duration_s is not None]),
         **result.figures,
     }
     result.wall_s = round(time.monotonic() - began, 1)

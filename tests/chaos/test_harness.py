@@ -32,7 +32,7 @@ def test_two_vms_running_together_are() -> None:
 
 
 def verdict(**broken: bool) -> Verdict:
-    fields = dict(lost=False, stuck=False, second_vm=False, double_completion=False, healthy_failed=False)
+    fields = {"lost": False, "stuck": False, "second_vm": False, "double_completion": False, "healthy_failed": False}
     return Verdict("j", "s", "succeeded", "succeeded", "vm", 1, 1, **{**fields, **broken})
 
 
