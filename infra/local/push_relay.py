@@ -207,7 +207,7 @@ def message_text(body: bytes) -> tuple[str, str]:
 @dataclass
 class MessageRecord:
     function: str
-    attempts: int = 0  # pushes from the emulator
+    attempts: int = 0  # deliveries: pushes from the emulator and the relay's own retries
     copies: int = 0  # extra deliveries made here
     kills: int = 0
     retries: int = 0  # deliveries the relay made again after a failure (retry mode)
@@ -229,7 +229,7 @@ def _note(record: MessageRecord, what: str, status: int | None) -> None:
 
 
 class Relay:
-    """The routing, the faults and the counts; ``handle`` is the WSGI side."""
+    """The routing, the faults, the retries and the counts; calling it is the WSGI side."""
 
     def __init__(self, routes: dict[str, dict[str, Any]], seed: int | None = None,
                  dead_letter: Callable[[str, bytes, dict[str, str]], None] | None = None,
