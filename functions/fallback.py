@@ -274,7 +274,7 @@ def _record_vm(job_id: str, token: str, name: str, zone: str, gpu: str, provisio
                               launched_at=time.time())
         if option is not None:
             state.fallback.update(machine_type=option.machine_type, estimated_runtime_s=round(option.runtime_s, 1),
-                                  estimated_cost_usd=round(option.cost_usd, 4))
+                                  estimated_cost_usd=round(option.cost_usd, 4), price_per_hour=option.price_per_hour)
         for key in ("retry_at", "claim", "claimed_at"):
             state.fallback.pop(key, None)
         cost = f", est. ${option.cost_usd:.2f}" if option is not None else ""

@@ -220,9 +220,26 @@ def _relaunch(job_id: str, attempt: int, why: str) -> None:
         state.move_to(Status.FALLBACK_REQUESTED, f"VM {old.get('instance')} {why} without a video: relaunching", attempt=attempt + 1)
         return state
 
+    before = store().get(job_id)
     _, changed = store().update(job_id, change)
     if changed:
+        _settle_spend(job_id, attempt, before.fallback if before else {})
         clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": f"vm {why}"}, job_id=job_id)
+
+
+def _settle_spend(job_id: str, attempt: int, fallback: dict) -> None:
+    """The ended attempt's budget reservation becomes what it ran (its time x its price), not its whole estimate.
+
+    A VM preempted a minute in must not hold the day's budget for the hour it
+    was expected to take: the relaunch reserves its own.
+    """
+    from functions import memory
+
+    price, launched_at = fallback.get("price_per_hour"), fallback.get("launched_at")
+    if not price or not launched_at:
+        return  # unknown: the reservation stays, erring towards the budget
+    ran_usd = max(0.0, time.time() - float(launched_at)) / 3600 * float(price)
+    memory.reserve_spend(f"{job_id}/a{attempt}", min(ran_usd, float(fallback.get("estimated_cost_usd") or ran_usd)), float("inf"))
 
 
 # ---------------------------------------------------------------- reaper

@@ -456,3 +456,19 @@ def test_the_worker_never_writes_outside_its_job_folder(cloud, tmp_path) -> None
     assert (job_dir / "images" / "001.png").read_bytes() == b"fine" and (segments_dir / "s1.mp4").exists()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert all(p.is_relative_to(job_dir) or p.is_relative_to(segments_dir) for p in written), written
+
+
+def test_a_lost_vms_reservation_shrinks_to_what_it_ran_before_the_relaunch(cloud, faults) -> None:
+    from functions import memory
+    from functions.watchdog import check_job
+
+    job_id = fake_job("settle", Status.VM_RUNNING, fallback={
+        "attempt": 1, "instance": "fr-gone-a1", "zone": "us-central1-a", "provisioning": "on-demand",
+        "price_per_hour": 1.0, "estimated_cost_usd": 0.5, "launched_at": time.time() - 36})
+    memory.reserve_spend(f"{job_id}/a1", 0.5, 50.0)
+    check_job(store().get(job_id))  # the VM is gone without a video: relaunch (or the cloud's own watchdog did)
+    wait_until(lambda: store().get(job_id).fallback.get("attempt") == 2, timeout_s=10, what="relaunched")
+    assert memory.spent_today_usd() < 0.05  # about 36 s at $1/h, not the $0.50 estimate
+    from functions.jobs import fail_job
+
+    fail_job(job_id, "test over")  # no real job behind it: stop the relaunch
