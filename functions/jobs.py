@@ -190,6 +190,8 @@ def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | No
         log.error("dead letter without a job", source=source, deliveries=count, attributes=attributes)
         return None
     cfg, now = clients.config(), time.time()
+    if store().get(job_id) is None:
+        return _accept_lost_job(job_id, data, attributes, source)
 
     def count_it(state: JobState | None) -> JobState | None:
         if state is None or state.status.terminal:
@@ -208,6 +210,28 @@ def give_up_on_message(data: bytes, attributes: dict[str, str]) -> JobState | No
         return state
     return fail_job(job_id, f"gave up after {state.dead_letters} dead-lettered messages over {dying_for_s:.0f} s "
                             f"(last: {count} failed deliveries from {source}; see that function's logs)")
+
+
+def _accept_lost_job(job_id: str, data: bytes, attributes: dict[str, str], source: str) -> JobState | None:
+    """A job message (or ``job.json`` notification) that died before intake recorded its job.
+
+    Nothing else would ever start that job, so intake is run on it here, once
+    more; if that fails too, the job is recorded as failed with the reason, so
+    the main app hears instead of waiting forever.
+    """
+    from functions import intake
+
+    try:
+        if layout.job_id_of_manifest_object(attributes.get("objectId", "")) == job_id:
+            state = intake.accept_staged_manifest(attributes["objectId"])
+        else:
+            state = intake.accept_job_message(data)
+    except Exception as err:  # noqa: BLE001 -- this is the last chance: record it rather than raise
+        log.exception("a dead-lettered job could not be accepted", job_id=job_id, source=source)
+        return fail_new_job(job_id, f"could not be accepted: {type(err).__name__}: {str(err)[:200]} (dead-lettered from {source})")
+    log.warning("a dead-lettered job message was accepted on its last chance", job_id=job_id, source=source,
+                status=state.status.value if state else None)
+    return state
 
 
 def _job_id_of_message(data: bytes, attributes: dict[str, str]) -> str | None:

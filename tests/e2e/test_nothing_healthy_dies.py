@@ -472,3 +472,16 @@ def test_a_lost_vms_reservation_shrinks_to_what_it_ran_before_the_relaunch(cloud
     from functions.jobs import fail_job
 
     fail_job(job_id, "test over")  # no real job behind it: stop the relaunch
+
+
+def test_a_job_message_that_died_before_intake_recorded_it_is_accepted_from_the_dead_letters(cloud, outcomes, faults, job_dir) -> None:
+    from infra.local.testkit import stage_job
+
+    manifest = json.loads((job_dir / "job.json").read_text())
+    job_id = manifest["job_id"]
+    stage_job(clients.storage_client().bucket(clients.config().staging_bucket), job_dir, job_id, with_manifest=False)
+    attributes = {"CloudPubSubDeadLetterSourceSubscription": "intake-message-trigger",
+                  "CloudPubSubDeadLetterSourceDeliveryCount": "5"}
+    cloud.publish("dead-letters", json.dumps({"manifest": manifest}).encode(), **attributes)
+    outcome = outcomes.wait(job_id)
+    assert outcome["status"] == "succeeded", outcome
