@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,3 +154,13 @@ def deliver_push(cloud: LocalCloud, function: str, data: bytes, attributes: dict
 
     with ThreadPoolExecutor(max_workers=copies) as pool:
         return list(pool.map(post, range(copies)))
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that (AssertionError after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout_s} s")
+        time.sleep(interval_s)
+    return value

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,12 @@ import pytest
 from infra.local import cloud as cloud_module
 from infra.local.cloud import LocalCloud, LocalCloudError, Ports
 from infra.local.notification_router import matching_topics
+from infra.local.testkit import wait_until
 from infra.local.topology import DEFAULT_PATH, PushDelivery, TopologyError, load_topology
 
 PROJECT = "local-cloud-test"
 STANDIN = Path(__file__).with_name("standin_main.py")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    """Poll ``condition`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout_s} s")
-        time.sleep(0.05)
-    return value
 
 
 def functions_framework_processes(needle: str) -> list[int]:

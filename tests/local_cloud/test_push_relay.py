@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 
 from infra.local.push_relay import FaultError, Relay, RelayClient, parse_faults
 from infra.local.supervise import read_pid
+from infra.local.testkit import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTION = r'''
@@ -67,15 +68,6 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_until(condition, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout_s} s")
-        time.sleep(0.05)
-    return value
 
 
 def push_body(message_id: str, control: dict | None = None, **attributes: str) -> bytes:

@@ -13,19 +13,11 @@ import pytest
 
 from infra.local.cloud import live_processes
 from infra.local.supervise import read_pid
+from infra.local.testkit import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 # A child that forks a worker into its own group, as gunicorn's master does.
 CHILD = "import os, time\nif os.fork() == 0:\n    time.sleep(600)\ntime.sleep(600)\n"
-
-
-def wait_until(condition, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout_s} s")
-        time.sleep(0.05)
-    return value
 
 
 def group_members(pgid: int) -> list[int]:
