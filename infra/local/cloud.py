@@ -58,7 +58,7 @@ from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransp
 
 from infra.local.notification_router import READY_LINE as ROUTER_READY_LINE
 from infra.local.push_relay import RelayClient, relay_routes
-from infra.local.supervise import read_pid
+from infra.local.supervise import kill_function_process, read_pid
 from infra.local.topology import DEFAULT_PATH as DEFAULT_TOPOLOGY
 from infra.local.topology import Topology, load_topology
 
@@ -161,18 +161,6 @@ def function_process(function_name: str) -> str:
 def function_pid_file(state_dir: Path, function_name: str) -> Path:
     """Where the function's supervisor keeps the pid of its functions-framework process."""
     return Path(state_dir) / "run" / function_process(function_name) / "child.pid"
-
-
-def kill_function_process(pid_file: Path) -> int | None:
-    """SIGKILL the process group whose leader's pid is in ``pid_file``; the pid, or None if none ran."""
-    pid = read_pid(pid_file)
-    if pid is None:
-        return None
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return None
-    return pid
 
 
 def topic_path(project: str, topic: str) -> str:

@@ -76,7 +76,6 @@ import argparse
 import base64
 import http.client
 import json
-import os
 import random
 import signal
 import sys
@@ -92,7 +91,7 @@ from urllib.parse import urlsplit
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from infra.local.supervise import read_pid
+from infra.local.supervise import kill_function_process
 
 if TYPE_CHECKING:
     from infra.local.topology import Topology
@@ -394,12 +393,8 @@ class Relay:
 
     def kill(self, function: str) -> bool:
         """SIGKILL the function's process group now (as a crash or Cloud Run reclaiming it)."""
-        pid = read_pid(Path(self.routes[function]["pid_file"]))
+        pid = kill_function_process(Path(self.routes[function]["pid_file"]))
         if pid is None:
-            return False
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
             return False
         with self._lock:
             self.stats[function]["kills"] += 1

@@ -55,6 +55,18 @@ def read_pid(pid_file: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def kill_function_process(pid_file: Path) -> int | None:
+    """SIGKILL the process group whose leader's pid is in ``pid_file``; the pid, or None if none ran."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        return None
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
 def _write_pid(pid_file: Path, pid: int | None) -> None:
     temporary = pid_file.with_suffix(".tmp")
     temporary.write_text("" if pid is None else f"{pid}\n")
