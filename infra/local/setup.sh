@@ -5,13 +5,14 @@
 #
 #   bash infra/local/setup.sh
 #
-# 1. Java and the Pub/Sub emulator (gcloud's `beta emulators pubsub`).
+# 1. Java and the Pub/Sub and Firestore emulators (gcloud's `beta emulators pubsub`
+#    and `emulators firestore`).
 # 2. Fonts the renderer uses: DejaVu, Noto CJK, Noto Color Emoji.
 # 3. .venv with requirements.txt; reinstalled only when requirements.txt changes
 #    (its hash is kept in .setup-stamp).
 #
 # apt-get update runs at most once, and only when something must be installed.
-# Something that cannot be installed here (the emulator comes from Google's apt
+# Something that cannot be installed here (the emulators come from Google's apt
 # repository, which Debian's mirrors do not carry) is reported at the end, with
 # what to do, and the script exits 1.
 set -euo pipefail
@@ -60,28 +61,34 @@ apt_install() {
     fi
 }
 
-# ---------------------------------------------------------------- Java, Pub/Sub emulator
+# ---------------------------------------------------------------- Java, the emulators
 
 command -v java >/dev/null || apt_install default-jre-headless
 command -v java >/dev/null || missing+=("java: default-jre-headless could not be installed")
 
+# Whether gcloud's emulator component has its launcher: emulator_installed <path under platform/>.
 emulator_installed() {
     local gcloud
     gcloud="$(command -v gcloud)" || return 1
-    # gcloud lives in <sdk root>/bin; the emulator component in <sdk root>/platform.
-    [[ -x "$(dirname "$(readlink -f "$gcloud")")/../platform/pubsub-emulator/bin/cloud-pubsub-emulator" ]]
+    # gcloud lives in <sdk root>/bin; the emulator components in <sdk root>/platform.
+    [[ -x "$(dirname "$(readlink -f "$gcloud")")/../platform/$1" ]]
 }
 
-if ! emulator_installed; then
-    apt_install google-cloud-cli google-cloud-cli-pubsub-emulator
-    if ! emulator_installed; then
-        missing+=("the Pub/Sub emulator (Debian packages google-cloud-cli and google-cloud-cli-pubsub-emulator):
+# install_emulator <what> <launcher under platform/> <Debian package> <gcloud components>
+install_emulator() {
+    emulator_installed "$2" && return 0
+    apt_install google-cloud-cli "$3"
+    emulator_installed "$2" && return 0
+    missing+=("the $1 emulator (Debian packages google-cloud-cli and $3):
       they come from Google's apt repository, https://packages.cloud.google.com/apt, which is not
       configured or not reachable here (Debian's mirrors do not carry them). Add that repository
       (https://cloud.google.com/sdk/docs/install#deb) and run this again, or install the Google
-      Cloud CLI and run: gcloud components install pubsub-emulator beta")
-    fi
-fi
+      Cloud CLI and run: gcloud components install $4")
+}
+
+install_emulator Pub/Sub pubsub-emulator/bin/cloud-pubsub-emulator google-cloud-cli-pubsub-emulator "pubsub-emulator beta"
+install_emulator Firestore cloud-firestore-emulator/cloud_firestore_emulator google-cloud-cli-firestore-emulator \
+    cloud-firestore-emulator
 
 # ---------------------------------------------------------------- fonts
 

@@ -11,13 +11,15 @@ the wiring.
 
     topology = load_topology("fast-render-local")
     topology.buckets["staging"]            # "fast-render-local-staging"
+    topology.firestore.database            # "(default)"
+    topology.firestore.collections         # {"jobs": "One document per job...", ...}
     [f.target for f in topology.functions]
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,17 @@ class PushDelivery:
 
 
 @dataclass(frozen=True)
+class Firestore:
+    """The Firestore (native mode) database the product keeps its state in, and its collections.
+
+    Optional in the YAML (``firestore:``); without it, the default database and no collections.
+    """
+
+    database: str = "(default)"
+    collections: dict[str, str] = field(default_factory=dict)  # collection id -> what its documents are
+
+
+@dataclass(frozen=True)
 class Topology:
     """Everything topology.yaml declares, for one project."""
 
@@ -110,6 +123,7 @@ class Topology:
     subscriptions: tuple[Subscription, ...]
     schedules: tuple[Schedule, ...]
     push_delivery: PushDelivery
+    firestore: Firestore = field(default_factory=Firestore)
 
     @property
     def all_topics(self) -> tuple[str, ...]:
@@ -147,6 +161,7 @@ def load_topology(project: str, path: Path = DEFAULT_PATH) -> Topology:
         subscriptions=tuple(Subscription(str(s["name"]), str(s["topic"])) for s in _section(doc, "subscriptions", list)),
         schedules=tuple(Schedule(str(s["name"]), str(s["topic"]), float(s["every_s"])) for s in _section(doc, "schedules", list)),
         push_delivery=_push_delivery(doc.get("push_delivery") or {}),
+        firestore=_firestore(_section(doc, "firestore", dict)),
     )
     _check(topology)
     return topology
@@ -193,6 +208,22 @@ def _push_delivery(settings: dict[str, Any]) -> PushDelivery:
         return PushDelivery(**settings)
     except TypeError as error:  # an unknown key
         raise TopologyError(f"push_delivery: {error}") from error
+
+
+def _firestore(settings: dict[str, Any]) -> Firestore:
+    unknown = set(settings) - {"database", "collections"}
+    if unknown:
+        raise TopologyError(f"firestore: unknown keys {sorted(unknown)}")
+    collections = settings.get("collections") or {}
+    if not isinstance(collections, dict):
+        raise TopologyError("firestore: 'collections' must be a mapping of collection id -> description")
+    database = str(settings.get("database") or Firestore.database)
+    firestore = Firestore(database, {str(name): str(description or "") for name, description in collections.items()})
+    for collection in firestore.collections:
+        # Firestore's rules for an id: no '/', not '.' or '..', not __reserved__.
+        if not collection or "/" in collection or collection in (".", "..") or re.fullmatch(r"__.*__", collection):
+            raise TopologyError(f"firestore: '{collection}' is not a valid collection id")
+    return firestore
 
 
 def _check(topology: Topology) -> None:

@@ -4,7 +4,9 @@ Each target appends one JSON line per CloudEvent to
 ``$STANDIN_EVENTS_DIR/<target>.jsonl``: when it came, the event's type, source and data, and
 the environment variables the local cloud promises its functions. A message
 with the attribute ``standin_fail=1`` is recorded and then fails (HTTP 500), so
-tests can watch Pub/Sub's retries and dead-lettering.
+tests can watch Pub/Sub's retries and dead-lettering. One with
+``standin_firestore=ID`` also writes the document ``standin/ID`` with a Firestore
+client made as the functions make theirs (from the environment alone).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from cloudevents.http import CloudEvent
 _ENV_SEEN = (
     "GOOGLE_CLOUD_PROJECT",
     "PUBSUB_EMULATOR_HOST",
+    "FIRESTORE_EMULATOR_HOST",
+    "FIRESTORE_DATABASE",
     "STORAGE_EMULATOR_HOST",
     "API_CREDENTIALS",
     "FAST_RENDER_STANDIN_MARK",
@@ -36,7 +40,14 @@ def _record(target: str, event: CloudEvent) -> None:
     }
     with open(Path(os.environ["STANDIN_EVENTS_DIR"]) / f"{target}.jsonl", "a") as out:
         out.write(json.dumps(line) + "\n")
-    if event.data["message"].get("attributes", {}).get("standin_fail") == "1":
+    attributes = event.data["message"].get("attributes", {})
+    if "standin_firestore" in attributes:
+        # Imported only here, so starting the other targets does not pay for it.
+        from google.cloud import firestore
+
+        db = firestore.Client(database=os.environ["FIRESTORE_DATABASE"])
+        db.collection("standin").document(attributes["standin_firestore"]).set({"target": target, "project": db.project})
+    if attributes.get("standin_fail") == "1":
         raise RuntimeError("failing on purpose (standin_fail=1)")
 
 

@@ -2,8 +2,9 @@
 
 One cloud for the module (free ports, a temporary state dir), with
 ``standin_main.py`` in place of main.py: each target writes the CloudEvents it
-receives to a JSON-lines file, which the tests read. The last test stops the
-cloud through the command line and checks that no process is left.
+receives to a JSON-lines file, which the tests read (and, asked to, writes a
+Firestore document). The last test stops the cloud through the command line and
+checks that no process is left.
 """
 
 from __future__ import annotations
@@ -14,34 +15,57 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 
 from infra.local import cloud as cloud_module
+from infra.local import emulators
 from infra.local.cloud import LocalCloud, LocalCloudError, Ports
 from infra.local.notification_router import matching_topics
 from infra.local.testkit import wait_until
-from infra.local.topology import DEFAULT_PATH, PushDelivery, TopologyError, load_topology
+from infra.local.topology import DEFAULT_PATH, Firestore, PushDelivery, TopologyError, load_topology
 
 PROJECT = "local-cloud-test"
 STANDIN = Path(__file__).with_name("standin_main.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def functions_framework_processes(needle: str) -> list[int]:
-    """Pids of live functions-framework processes whose command line holds ``needle``."""
+def processes_with(*needles: str) -> list[int]:
+    """Pids of live processes each of whose ``needles`` is in one of their arguments."""
     found = []
     for pid in cloud_module.live_processes():
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(b"functions-framework" in arg for arg in argv) and any(needle.encode() in arg for arg in argv):
+        if all(any(needle.encode() in arg for arg in argv) for needle in needles):
             found.append(pid)
     return found
+
+
+def functions_framework_processes(needle: str) -> list[int]:
+    """Pids of live functions-framework processes whose command line holds ``needle``."""
+    return processes_with("functions-framework", needle)
+
+
+def firestore_emulator_processes(port: int) -> list[int]:
+    """Pids of the Firestore emulator's processes (gcloud, its launcher, the JVM) serving ``port``."""
+    return [
+        *processes_with("firestore", f"--host-port=127.0.0.1:{port}"),  # gcloud
+        *processes_with("cloud-firestore-emulator", f"--port={port}"),  # the launcher script and the JVM
+    ]
+
+
+def emulator_document(cloud: LocalCloud, path: str) -> dict[str, Any]:
+    """A document as the emulator's REST API returns it: straight from this cloud's port, no client library."""
+    url = f"http://{cloud.env['FIRESTORE_EMULATOR_HOST']}/v1/projects/{PROJECT}/databases/(default)/documents/{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
 
 
 class Received:
@@ -92,6 +116,28 @@ def test_topology_substitutes_the_project_and_resolves_buckets() -> None:
     staging = next(n for n in topology.notifications if n.topic == "staging-events")
     assert (staging.bucket, staging.prefix, staging.events) == ("p-1-staging", "jobs/", ("OBJECT_FINALIZE",))
     assert topology.function("intake-upload").target == "intake_staged_manifest"
+
+
+def test_topology_declares_the_firestore_database_and_collections(tmp_path: Path) -> None:
+    firestore_section = load_topology("p").firestore
+    assert firestore_section.database == "(default)"
+    assert set(firestore_section.collections) == {"jobs", "fleet", "spend"}
+    assert all(firestore_section.collections.values())  # each says what its documents are
+    path = tmp_path / "topology.yaml"
+    path.write_text("topics: {render-jobs: x}\n")
+    assert load_topology("p", path).firestore == Firestore()  # optional: the default database, no collections
+    path.write_text("firestore: {collections: {jobs/x: nested}}\n")
+    with pytest.raises(TopologyError, match="jobs/x"):
+        load_topology("p", path)
+
+
+def test_ports_put_firestore_at_base_plus_2_unless_told() -> None:
+    topology = load_topology(PROJECT)
+    assert Ports.from_env(topology, {"LOCAL_CLOUD_BASE_PORT": "9000"}).firestore == 9002
+    assert Ports.from_env(topology, {"LOCAL_CLOUD_FIRESTORE_PORT": "9555"}).firestore == 9555
+    free = Ports.free(topology)
+    assert free.named()["firestore"] == free.firestore
+    assert len(set(free.named().values())) == len(free.named())  # no two the same
 
 
 def test_topology_rejects_an_undeclared_topic(tmp_path: Path) -> None:
@@ -151,6 +197,8 @@ def test_staged_manifest_reaches_intake_as_object_finalize(cloud: LocalCloud, re
     assert event["env"] == {
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "PUBSUB_EMULATOR_HOST": cloud.env["PUBSUB_EMULATOR_HOST"],
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{cloud.ports.firestore}",
+        "FIRESTORE_DATABASE": "(default)",
         "STORAGE_EMULATOR_HOST": cloud.env["STORAGE_EMULATOR_HOST"],
         "API_CREDENTIALS": "anonymous",
         "FAST_RENDER_STANDIN_MARK": "passed through",
@@ -268,6 +316,46 @@ def test_a_killed_function_comes_back_and_gets_the_message_again(cloud: LocalClo
     assert f"pid {before} ended (signal 9)" in log
 
 
+def test_a_function_reaches_firestore_through_its_environment(cloud: LocalCloud) -> None:
+    cloud.publish("render-jobs", b'{"job_id": "fs"}', job_id="fs", standin_firestore="from-intake")
+
+    document = cloud.firestore().collection("standin").document("from-intake")
+    snapshot = wait_until(lambda: (snap := document.get()).exists and snap, timeout_s=30)
+    assert snapshot.to_dict() == {"target": "intake_job_message", "project": PROJECT}
+
+
+def test_firestore_client_reads_back_what_it_wrote_and_reset_empties_it(
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = cloud.firestore()
+    assert isinstance(db, firestore.Client)
+    db.collection("jobs").document("j1").set({"status": "queued", "attempts": 0})
+    db.collection("jobs").document("j1").collection("events").document("e1").set({"n": 1})
+    db.collection("spend").document("2026-01-01").set({"reserved_usd": 1.5})
+
+    @firestore.transactional
+    def bump(transaction: firestore.Transaction) -> None:
+        ref = db.collection("jobs").document("j1")
+        transaction.update(ref, {"attempts": ref.get(transaction=transaction).get("attempts") + 1})
+
+    bump(db.transaction())
+    assert db.collection("jobs").document("j1").get().to_dict() == {"status": "queued", "attempts": 1}
+    # The emulator at this cloud's port has it (not some other Firestore the library found).
+    assert emulator_document(cloud, "jobs/j1")["fields"]["status"] == {"stringValue": "queued"}
+    # Clients ignore FIRESTORE_EMULATOR_HOST: one made while it points elsewhere still reaches this cloud.
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
+    other = emulators.firestore_client(f"127.0.0.1:{cloud.ports.firestore}", PROJECT)
+    try:
+        assert other.collection("spend").document("2026-01-01").get().get("reserved_usd") == 1.5
+    finally:
+        emulators.close_firestore_client(other)
+    monkeypatch.undo()
+
+    cloud.reset_firestore()
+    assert list(db.collections()) == []
+    assert not db.collection("jobs").document("j1").collection("events").document("e1").get().exists
+
+
 def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalCloud) -> None:
     def cli(*args: str) -> str:
         argv = [sys.executable, "-m", "infra.local", *args, "--state-dir", str(cloud.state_dir)]
@@ -276,7 +364,10 @@ def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalClou
     status = cli("status")
     assert all(f"{record.name} " in status for record in cloud.processes)
     assert "DOWN" not in status
-    assert f"export PUBSUB_EMULATOR_HOST={cloud.env['PUBSUB_EMULATOR_HOST']}" in cli("env")
+    env = cli("env")
+    assert f"export PUBSUB_EMULATOR_HOST={cloud.env['PUBSUB_EMULATOR_HOST']}" in env
+    assert f"export FIRESTORE_EMULATOR_HOST=127.0.0.1:{cloud.ports.firestore}" in env
+    assert len(firestore_emulator_processes(cloud.ports.firestore)) >= 2  # the JVM and its launchers (a check of the check)
     assert f"killed watchdog (pid {cloud.function_pid('watchdog')})" in cli("kill", "watchdog")
 
     groups = {record.pid for record in cloud.processes}
@@ -286,5 +377,8 @@ def test_command_line_status_env_and_down_leave_nothing_running(cloud: LocalClou
     assert leftovers == []
     # The functions run in sessions of their own under their supervisors: none is left either.
     assert functions_framework_processes(str(STANDIN)) == []
+    # Nor any of the Firestore emulator's (its JVM included), and no port of the cloud is served.
+    assert firestore_emulator_processes(cloud.ports.firestore) == []
+    assert [name for name, port in cloud.ports.named().items() if cloud_module._port_open(port)] == []
     assert not cloud.state_file.exists()
     assert "nothing was running" in cli("down")
