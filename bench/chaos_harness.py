@@ -175,8 +175,12 @@ class Campaign:
 
     def clear_fleet_memory(self) -> None:
         """What earlier jobs taught the fleet (stockouts, spend) must not steer the next scenario."""
-        for blob in self.staging.list_blobs(prefix="system/"):
-            blob.delete()
+        from functions import clients, memory
+
+        db = clients.firestore_client()
+        for collection in (memory.FLEET, memory.SPEND):
+            for document in db.collection(collection).list_documents():
+                document.delete()
 
     # ------------------------------------------------------------ jobs
 
@@ -284,7 +288,7 @@ class Campaign:
         completed = self.outcomes.completed.get(job.job_id, [])
         failed = self.outcomes.failed.get(job.job_id, [])
         vms = self.vms(job.job_id)
-        attempts = int((state.fallback.get("attempt") or 0) if state else 0)
+        attempts = state.fallback.attempt if state else 0
         outcome = "succeeded" if completed else "failed" if failed else "none"
         reason = (failed[0].get("reason") or "") if failed and not completed else ""
         if job.expect == "success":

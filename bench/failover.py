@@ -65,7 +65,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from google.api_core.exceptions import NotFound  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from common import layout  # noqa: E402
@@ -295,12 +294,8 @@ def failed_event_times(cloud: LocalCloud, subscription: str, job_of_name: dict[s
 
 
 def read_state(cloud: LocalCloud, job_id: str) -> dict[str, Any]:
-    """The job's state object ({} if it has none)."""
-    bucket = cloud.storage().bucket(cloud.topology.buckets["staging"])
-    try:
-        return json.loads(bucket.blob(layout.state_object(job_id)).download_as_bytes())
-    except NotFound:
-        return {}
+    """The job's state document ({} if it has none)."""
+    return cloud.firestore().collection("jobs").document(job_id).get().to_dict() or {}
 
 
 def history_times(state: dict[str, Any]) -> dict[str, float]:

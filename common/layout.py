@@ -7,14 +7,14 @@ Staging bucket::
     jobs/<job_id>/segments/          finished video segments (a resumed render reuses them)
     jobs/<job_id>/progress/<renderer>.json  each renderer's heartbeat (``vertex``, or the VM's
                                      instance name): stage, frames done of total, when
-    state/<job_id>.json              the job's state machine (functions/state.py)
-    system/...                       what the fleet remembers across jobs (functions/memory.py):
-                                     capacity.json, learned-speeds.json, spend/<YYYY-MM-DD>.json
 
 Output bucket::
 
     renders/<job_id>/video.mp4       the result; its finalize event resumes the main pipeline
     renders/<job_id>/render.json     what was rendered, where, how fast, at what cost
+
+Job state and the fleet's memory are not files: they live in Firestore
+(``functions/store.py``, ``functions/memory.py``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ JOB_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 
 JOBS_PREFIX = "jobs/"
 RENDERS_PREFIX = "renders/"
-STATE_PREFIX = "state/"
-SYSTEM_PREFIX = "system/"
 # Labels on the Vertex AI jobs and VMs we create: whose job, which attempt.
 JOB_LABEL = "fast-render-job"
 ATTEMPT_LABEL = "fast-render-attempt"
@@ -35,8 +33,6 @@ GPU_LABEL = "fast-render-gpu"
 # The video object's custom metadata key holding the render report (JSON): the
 # report arrives with the video, never after it.
 VIDEO_REPORT_METADATA = "fast-render-report"
-CAPACITY_OBJECT = "system/capacity.json"
-LEARNED_SPEEDS_OBJECT = "system/learned-speeds.json"
 
 _MANIFEST_OBJECT = re.compile(r"^jobs/([^/]+)/job\.json$")
 _VIDEO_OBJECT = re.compile(r"^renders/([^/]+)/video\.mp4$")
@@ -65,15 +61,6 @@ def progress_prefix(job_id: str) -> str:
 def progress_object(job_id: str, renderer: str) -> str:
     """One heartbeat per renderer: a hedge's VM and the primary beside it must not overwrite each other's."""
     return f"{progress_prefix(job_id)}{renderer}.json"
-
-
-def state_object(job_id: str) -> str:
-    return f"{STATE_PREFIX}{job_id}.json"
-
-
-def spend_object(day: str) -> str:
-    """``day`` is an ISO date (UTC), e.g. 2026-11-24."""
-    return f"{SYSTEM_PREFIX}spend/{day}.json"
 
 
 def video_object(job_id: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import pubsub_v1, storage
+from google.cloud import firestore, pubsub_v1, storage
 
 from functions.config import Config, load_config
 
@@ -34,6 +34,12 @@ def _credentials(cfg: Config) -> AnonymousCredentials | None:
 @functools.lru_cache(maxsize=1)
 def storage_client() -> storage.Client:
     return storage.Client(project=config().project)
+
+
+@functools.lru_cache(maxsize=1)
+def firestore_client() -> firestore.Client:
+    cfg = config()
+    return firestore.Client(project=cfg.project, database=cfg.firestore_database)
 
 
 @functools.lru_cache(maxsize=1)

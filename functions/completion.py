@@ -19,7 +19,7 @@ from common.logs import get_logger
 from functions import clients, memory
 from functions.jobs import store
 from functions.outcome import finish_job
-from functions.state import JobState, Status
+from functions.state import JobState, RenderResult, Status
 
 log = get_logger("completion")
 
@@ -44,7 +44,7 @@ def complete_from_output(object_name: str, generation: str | None = None) -> Job
         if state.status is Status.FAILED:
             state.outcome_published, state.cleaned_up = False, False
         state.error = None
-        state.result = {"video": video_uri, "generation": generation or str(blob.generation), **report}
+        state.result = RenderResult.from_report(video_uri, generation or str(blob.generation), report)
         state.move_to(Status.SUCCEEDED, f"video delivered by {report.get('rendered_by', 'a renderer')}", video=video_uri)
         return state
 

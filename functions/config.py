@@ -1,8 +1,8 @@
 """Configuration, from environment variables with documented defaults.
 
-Only endpoints differ between the local cloud and Google Cloud: the Pub/Sub and
-Storage clients read ``PUBSUB_EMULATOR_HOST`` / ``STORAGE_EMULATOR_HOST``
-themselves, and Compute Engine / Vertex AI take ``COMPUTE_API_ENDPOINT`` /
+Only endpoints differ between the local cloud and Google Cloud: the Pub/Sub,
+Storage and Firestore clients read ``PUBSUB_EMULATOR_HOST`` /
+``STORAGE_EMULATOR_HOST`` / ``FIRESTORE_EMULATOR_HOST`` themselves, and Compute Engine / Vertex AI take ``COMPUTE_API_ENDPOINT`` /
 ``VERTEX_API_ENDPOINT``. There is no "local mode".
 """
 
@@ -28,6 +28,8 @@ class Config:
     region: str
     staging_bucket: str
     output_bucket: str
+    # Firestore (native mode) database holding job state and the fleet's memory.
+    firestore_database: str = "(default)"
     # Pub/Sub topic ids (infra/topology.yaml).
     topic_primary: str = "render-primary"
     topic_fallback: str = "render-fallback"
@@ -71,6 +73,7 @@ class Config:
     dead_letter_patience_s: float = 1800.0  # ...and only once they have kept coming this long (an outage passes)
     insert_retries: int = 3  # inserts retried in one zone on a rate or concurrency limit
     insert_retry_backoff_s: float = 2.0  # first wait before such a retry (doubles each time)
+    job_retention_days: float = 90.0  # a finished job's document expires this long after it finished (TTL)
 
     @property
     def vertex_parent(self) -> str:
@@ -96,6 +99,7 @@ _POLICY = {
     "dead_letter_patience_s": float,
     "insert_retries": int,
     "insert_retry_backoff_s": float,
+    "job_retention_days": float,
 }
 
 
@@ -109,6 +113,7 @@ def load_config() -> Config:
         region=region,
         staging_bucket=_env("STAGING_BUCKET", f"{project}-staging"),
         output_bucket=_env("OUTPUT_BUCKET", f"{project}-output"),
+        firestore_database=_env("FIRESTORE_DATABASE", "(default)"),
         compute_endpoint=os.environ.get("COMPUTE_API_ENDPOINT") or None,
         vertex_endpoint=os.environ.get("VERTEX_API_ENDPOINT") or None,
         anonymous_credentials=_env("API_CREDENTIALS", "default") == "anonymous",

@@ -5,8 +5,10 @@ Strategy, in the spirit of SkyPilot's failover, with a memory:
 1. Ask the catalog's selector for the cheapest GPU (on-demand or Spot, risk
    priced) that meets the job's deadline (``catalog/select.py``), skipping what
    recent jobs found unavailable (``memory.py``) and using learned speeds.
-2. Reserve its cost in today's budget (atomically: racing launches cannot all
-   pass the edge), then try its zones in order. What a refused insert means is
+2. Reserve its cost in today's budget, in the same transaction that claims the
+   launch and moves the job to ``vm_launching`` (racing launches cannot all
+   pass the budget's edge, and no claim exists without its reservation), then
+   try its zones in order. What a refused insert means is
    one table (``insert_errors.py``): a stockout blocks the zone, a regional
    quota the region, ``GPUS_ALL_REGIONS`` the GPU type (each remembered for the
    next jobs), a rate limit is retried in the same zone after a short wait, an
@@ -46,7 +48,8 @@ from functions import clients, memory
 from functions.config import Config
 from functions.insert_errors import InsertError, InsertFailure, classify_insert_error
 from functions.jobs import fallback_gave_up, store
-from functions.state import JobState, Status, claim_is_live
+from functions.memory import spend_key
+from functions.state import Claim, JobState, Status, claim_is_live, claimed_by
 from functions.vm_spec import build_instance, instance_name, request_id
 
 log = get_logger("fallback")
@@ -59,93 +62,157 @@ def catalog() -> Catalog:
 
 def launch_fallback(job_id: str) -> JobState | None:
     """Provision the job's VM (one pass over the options), or schedule the next pass, or give up."""
-    token = uuid.uuid4().hex
-    now = time.time()
-    timeout_s = clients.config().claim_timeout_s
-    taken_over: dict[str, bool] = {}
-
-    def claim(state: JobState | None) -> JobState | None:
-        if state is None or state.status not in (Status.FALLBACK_REQUESTED, Status.VM_LAUNCHING):
-            return None
-        if state.status is Status.FALLBACK_REQUESTED and state.fallback.get("retry_at", 0) > now:
-            return None  # backing off: the watchdog re-announces the job when the time comes
-        if state.status is Status.VM_LAUNCHING and claim_is_live(state.fallback, timeout_s, now):
-            return None  # another delivery is launching it right now
-        taken_over["yes"] = state.status is Status.VM_LAUNCHING  # its claimant died mid-launch
-        attempt = state.fallback.get("attempt") or 1
-        state.fallback.update(claim=token, claimed_at=now, attempt=attempt)
-        state.move_to(Status.VM_LAUNCHING, "choosing a GPU", attempt=attempt)
-        return state
-
-    state, claimed = store().update(job_id, claim)
-    if state is None:
+    token, now = uuid.uuid4().hex, time.time()
+    cfg = clients.config()
+    current = store().get(job_id)
+    if current is None:
         log.warning("fallback: unknown job", job_id=job_id)
         return None
-    if not claimed:
-        log.info("fallback: nothing to do (a duplicate, a backoff, or another delivery is launching)",
-                 job_id=job_id, status=state.status.value)
-        return state
+    if not _claimable(current, now, cfg.claim_timeout_s):
+        return _nothing_to_do(current)
+    # Choose before claiming (choosing has no side effects), so that the claim,
+    # the move to vm_launching and the chosen VM's budget reservation are one
+    # transaction: no launch holds a claim without its reservation.
+    launch = _Launch(current, token)
+    first = launch.plan()
+    option = first.selected
+    attempt, daily = current.fallback.attempt, catalog().budget.daily_usd
+    reservation = {"ok": False, "others": 0.0}
+    taken_over: dict[str, bool] = {}
+
+    def claim(state: JobState | None, spend: dict | None) -> tuple[JobState | None, dict | None]:
+        if state is None or not _claimable(state, now, cfg.claim_timeout_s) or state.fallback.attempt != attempt:
+            return None, None
+        taken_over["yes"] = state.status is Status.VM_LAUNCHING  # its claimant died mid-launch
+        state.fallback.claim = Claim.new(token, now)
+        new_spend, note = None, "choosing a GPU"
+        if option is not None:
+            new_spend, ok, others = memory.with_reservation(spend, spend_key(job_id, attempt), option.cost_usd, daily)
+            reservation.update(ok=ok, others=others)
+            if ok:
+                state.fallback.reserved_usd = round(option.cost_usd, 6)
+                note = f"launching {option.gpu} {option.provisioning}: {format_usd(option.cost_usd)} of today's budget reserved"
+        state.move_to(Status.VM_LAUNCHING, note, attempt=attempt)
+        return state, new_spend
+
+    state, _, claimed = store().update_with(job_id, memory.spend_ref(), claim)
+    if state is None or not claimed:
+        return _nothing_to_do(state) if state is not None else None
+    launch.state = state
     if taken_over.get("yes"):
         adopted = _adopt_existing_vm(state, token)
         if adopted is not None:
             return adopted
-    return _launch_pass(state, token)
+    return launch.run_pass(first, reservation["ok"], reservation["others"])
+
+
+def _claimable(state: JobState, now: float, timeout_s: float) -> bool:
+    """Whether a delivery may take the launch: requested and not backing off, or launching under a dead claim."""
+    if state.status is Status.FALLBACK_REQUESTED:
+        return (state.fallback.retry_at or 0) <= now  # backing off: the watchdog re-announces the job when due
+    return state.status is Status.VM_LAUNCHING and not claim_is_live(state.fallback.claim, timeout_s, now)
+
+
+def _nothing_to_do(state: JobState) -> JobState:
+    log.info("fallback: nothing to do (a duplicate, a backoff, or another delivery is launching)",
+             job_id=state.job_id, status=state.status.value)
+    return state
 
 
 def _ours(token: str):
     """The check every write of this delivery makes: the launch is still claimed by it."""
-    return lambda state: state.status is Status.VM_LAUNCHING and state.fallback.get("claim") == token
+    return lambda state: state.status is Status.VM_LAUNCHING and claimed_by(state.fallback.claim, token)
 
 
-def _launch_pass(state: JobState, token: str) -> JobState | None:
-    cfg, job_id, fb = clients.config(), state.job_id, state.fallback
-    attempt, pass_no = fb["attempt"], fb.get("pass", 1)
-    learned = memory.learned_speeds()
-    give_up = functools.partial(fallback_gave_up, job_id, when=_ours(token))
+class _Launch:
+    """One pass of one delivery's launch: select, reserve, try the zones, select again."""
 
-    def plan(blocked: list[Block]) -> Decision:
-        return select(catalog(), state.video_length_s or 0.0, deadline_s=_time_left_s(state), spot=cfg.use_spot,
-                      preemptions_so_far=fb.get("preemptions", 0), blocked=blocked, learned=learned)
+    def __init__(self, state: JobState, token: str) -> None:
+        self.state, self.token = state, token
+        self.job_id = state.job_id
+        self.learned = memory.learned_speeds()
+        # The first pass skips what other jobs found empty lately; later passes, after a
+        # backoff, probe everything again (stockouts are short-lived).
+        self.blocked: list[Block] = memory.known_blocks() if state.fallback.launch_pass == 1 else []
 
-    # Waiting cannot help a job that no option fits even with nothing blocked (the budget, say).
-    unconstrained = plan([])
-    if unconstrained.selected is None:
-        return give_up(f"no GPU option fits this job: {unconstrained.reasons}")
-    # The first pass skips what other jobs found empty lately; later passes, after a
-    # backoff, probe everything again (stockouts are short-lived).
-    blocked = memory.known_blocks() if pass_no == 1 else []
-    tried: list[dict] = list(fb.get("tried", []))
-    name = instance_name(job_id, attempt)
-    spend_key = f"{job_id}/a{attempt}"
-    while True:
-        decision = plan(blocked)
-        log.info("launch decision", job_id=job_id, attempt=attempt, launch_pass=pass_no, blocks=len(blocked), **decision.to_log())
-        option = decision.selected
-        if option is None:
-            return _retry_later_or_give_up(job_id, token, pass_no, fb.get("waited_s", 0.0), tried, decision)
-        daily = catalog().budget.daily_usd
-        reserved, others = memory.reserve_spend(spend_key, option.cost_usd, daily)
-        if not reserved:
-            total = others + option.cost_usd
-            return give_up(f"daily budget: {format_usd(others)} spent today + {format_usd(option.cost_usd)} = "
-                           f"{format_usd(total)}, over the daily budget of {format_usd(daily)}", attempts=tried)
-        for zone in option.zones:
-            failure = _insert_with_retries(cfg, job_id, attempt, name, option, zone, pass_no)
-            if failure is None:
-                return _launched(job_id, token, name, zone, option, decision, tried)
-            tried.append({"pass": pass_no, "gpu": option.gpu, "provisioning": option.provisioning, "zone": zone,
-                          "kind": failure.kind, "detail": failure.detail})
-            log.warning("insert failed", job_id=job_id, gpu=option.gpu, zone=zone, failure=failure.kind, detail=failure.detail)
-            if failure.fatal:
-                memory.release_spend(spend_key)
-                return give_up(f"VM launch failed: {failure.detail.splitlines()[0]}", attempts=tried)
-            blocked.append(failure.block or Block(gpu=option.gpu, location=zone, reason=f"{option.gpu}: {failure.kind} in {zone}"))
-            if failure.remember and failure.block is not None:
-                memory.remember_block(failure.block, failure.kind)
-            if failure.kind in ("region-quota", "all-regions-quota"):
-                break  # the whole region or GPU type is out: select again
-        memory.release_spend(spend_key)  # no VM of this option: the next choice reserves its own cost
-        # Each failure added a block, so the next selection weighs what is left.
+    def plan(self, blocked: list[Block] | None = None) -> Decision:
+        cfg = clients.config()
+        return select(catalog(), self.state.video_length_s or 0.0, deadline_s=_time_left_s(self.state), spot=cfg.use_spot,
+                      preemptions_so_far=self.state.fallback.preemptions,
+                      blocked=self.blocked if blocked is None else blocked, learned=self.learned)
+
+    def run_pass(self, decision: Decision, reserved: bool, others: float) -> JobState | None:
+        cfg, job_id, fb = clients.config(), self.job_id, self.state.fallback
+        attempt, pass_no = fb.attempt, fb.launch_pass
+        give_up = functools.partial(fallback_gave_up, job_id, when=_ours(self.token))
+        # Waiting cannot help a job that no option fits even with nothing blocked (the budget, say).
+        if decision.selected is None and self.blocked:
+            unconstrained = self.plan([])
+            if unconstrained.selected is None:
+                return give_up(f"no GPU option fits this job: {unconstrained.reasons}")
+        elif decision.selected is None:
+            return give_up(f"no GPU option fits this job: {decision.reasons}")
+        tried: list[dict] = list(fb.tried)
+        name, key, daily = instance_name(job_id, attempt), spend_key(job_id, attempt), catalog().budget.daily_usd
+        while True:
+            log.info("launch decision", job_id=job_id, attempt=attempt, launch_pass=pass_no, blocks=len(self.blocked),
+                     **decision.to_log())
+            option = decision.selected
+            if option is None:
+                return _retry_later_or_give_up(job_id, self.token, pass_no, fb.waited_s, tried, decision)
+            if not reserved:
+                reserved, others = self.reserve(key, option.cost_usd, daily)
+            if not reserved:
+                total = others + option.cost_usd
+                return give_up(f"daily budget: {format_usd(others)} spent today + {format_usd(option.cost_usd)} = "
+                               f"{format_usd(total)}, over the daily budget of {format_usd(daily)}", attempts=tried)
+            for zone in option.zones:
+                failure = _insert_with_retries(cfg, job_id, attempt, name, option, zone, pass_no)
+                if failure is None:
+                    return _launched(job_id, self.token, name, zone, option, decision, tried)
+                tried.append({"pass": pass_no, "gpu": option.gpu, "provisioning": option.provisioning, "zone": zone,
+                              "kind": failure.kind, "detail": failure.detail})
+                log.warning("insert failed", job_id=job_id, gpu=option.gpu, zone=zone, failure=failure.kind, detail=failure.detail)
+                if failure.fatal:
+                    self.release(key)
+                    return give_up(f"VM launch failed: {failure.detail.splitlines()[0]}", attempts=tried)
+                self.blocked.append(failure.block or Block(gpu=option.gpu, location=zone, reason=f"{option.gpu}: {failure.kind} in {zone}"))
+                if failure.remember and failure.block is not None:
+                    memory.remember_block(failure.block, failure.kind)
+                if failure.kind in ("region-quota", "all-regions-quota"):
+                    break  # the whole region or GPU type is out: select again
+            self.release(key)  # no VM of this option: the next choice reserves its own cost
+            reserved = False
+            # Each failure added a block, so the next selection weighs what is left.
+            decision = self.plan()
+
+    def reserve(self, key: str, cost_usd: float, daily_usd: float) -> tuple[bool, float]:
+        """Reserve the next option's cost, in one transaction with the job's state (only while the claim is ours)."""
+        outcome = {"ok": False, "others": 0.0}
+
+        def change(state: JobState | None, spend: dict | None) -> tuple[JobState | None, dict | None]:
+            if state is None or not _ours(self.token)(state):
+                return None, None
+            new_spend, ok, others = memory.with_reservation(spend, key, cost_usd, daily_usd)
+            outcome.update(ok=ok, others=others)
+            if not ok:
+                return None, None
+            state.fallback.reserved_usd = round(cost_usd, 6)
+            return state, new_spend
+
+        store().update_with(self.job_id, memory.spend_ref(), change)
+        return bool(outcome["ok"]), float(outcome["others"])
+
+    def release(self, key: str) -> None:
+        """Give the reservation back with the job's state (a successor that took the claim keeps its own)."""
+
+        def change(state: JobState | None, spend: dict | None) -> tuple[JobState | None, dict | None]:
+            if state is None or not _ours(self.token)(state):
+                return None, None
+            state.fallback.reserved_usd = None
+            return state, memory.without_reservation(spend, key)
+
+        store().update_with(self.job_id, memory.spend_ref(), change)
 
 
 def _insert_with_retries(cfg: Config, job_id: str, attempt: int, name: str, option: Option, zone: str,
@@ -179,8 +246,8 @@ def _retry_later_or_give_up(
     def back_off(state: JobState | None) -> JobState | None:
         if state is None or not _ours(token)(state):
             return None
-        state.fallback.update({"pass": pass_no + 1, "retry_at": time.time() + delay, "waited_s": waited + delay, "tried": tried})
-        state.fallback.pop("claim", None)
+        fb = state.fallback
+        fb.launch_pass, fb.retry_at, fb.waited_s, fb.tried, fb.claim = pass_no + 1, time.time() + delay, waited + delay, tried, None
         state.move_to(Status.FALLBACK_REQUESTED, f"no capacity anywhere (pass {pass_no}): retrying in {delay:.0f} s")
         return state
 
@@ -237,7 +304,7 @@ def _wait_for_operation(cfg: Config, zone: str, name: str):
 
 def _adopt_existing_vm(state: JobState, token: str) -> JobState | None:
     """The VM a crashed launcher may have created for this attempt (in any zone), made the job's own."""
-    cfg, attempt = clients.config(), state.fallback["attempt"]
+    cfg, attempt = clients.config(), state.fallback.attempt
     name = instance_name(state.job_id, attempt)
     request = {"project": cfg.project, "filter": f'name = "{name}"'}
     for zone_scope, scoped in clients.instances_client().aggregated_list(request=request):
@@ -254,7 +321,7 @@ def _adopt_existing_vm(state: JobState, token: str) -> JobState | None:
                            if o.gpu == gpu and o.provisioning == provisioning), None)
             log.warning("fallback: adopting the VM a crashed launch created", job_id=state.job_id, instance=name, zone=zone)
             return _record_vm(state.job_id, token, name, zone, gpu, provisioning, option, "adopted after a crashed launch",
-                              state.fallback.get("tried", []))
+                              state.fallback.tried)
     return None
 
 
@@ -270,13 +337,12 @@ def _record_vm(job_id: str, token: str, name: str, zone: str, gpu: str, provisio
     def change(state: JobState | None) -> JobState | None:
         if state is None or not _ours(token)(state):
             return None
-        state.fallback.update(instance=name, zone=zone, gpu=gpu, provisioning=provisioning, why=why, tried=tried,
-                              launched_at=time.time())
+        fb = state.fallback
+        fb.instance, fb.zone, fb.gpu, fb.provisioning, fb.why, fb.tried = name, zone, gpu, provisioning, str(why), tried
+        fb.launched_at, fb.retry_at, fb.claim = time.time(), None, None
         if option is not None:
-            state.fallback.update(machine_type=option.machine_type, estimated_runtime_s=round(option.runtime_s, 1),
-                                  estimated_cost_usd=round(option.cost_usd, 4), price_per_hour=option.price_per_hour)
-        for key in ("retry_at", "claim", "claimed_at"):
-            state.fallback.pop(key, None)
+            fb.machine_type, fb.price_per_hour = option.machine_type, option.price_per_hour
+            fb.estimated_runtime_s, fb.estimated_cost_usd = round(option.runtime_s, 1), round(option.cost_usd, 4)
         cost = f", est. ${option.cost_usd:.2f}" if option is not None else ""
         state.move_to(Status.VM_RUNNING, f"VM {name} in {zone}: {gpu} {provisioning}{cost}", instance=name, zone=zone, gpu=gpu)
         return state

@@ -11,7 +11,8 @@ from common import layout
 from common.logs import get_logger
 from functions import clients
 from functions.outcome import finish_job
-from functions.state import PRIMARY_STATES, JobState, StateStore, Status
+from functions.state import PRIMARY_STATES, JobState, PrimaryRun, Status
+from functions.store import StateStore
 
 log = get_logger("jobs")
 
@@ -26,7 +27,7 @@ def about_current_primary(state: JobState, custom_job: str) -> bool:
     A quota failure can be reported before the primary step has recorded the
     Vertex job it created; such an event is not stale, only early.
     """
-    recorded = state.primary.get("custom_job")
+    recorded = state.primary.custom_job
     if recorded is None and state.status is Status.PRIMARY_SUBMITTING:
         raise NotYet(f"{state.job_id}: event about {custom_job} before the primary recorded it")
     return recorded == custom_job
@@ -34,7 +35,7 @@ def about_current_primary(state: JobState, custom_job: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def store() -> StateStore:
-    return StateStore(clients.storage_client(), clients.config().staging_bucket)
+    return StateStore(clients.firestore_client(), retention_days=clients.config().job_retention_days)
 
 
 def fail_job(job_id: str, reason: str, *, when: Callable[[JobState], bool] | None = None, **details: object) -> JobState | None:
@@ -89,7 +90,7 @@ def primary_is_alive(state: JobState) -> bool:
 
     from functions.outcome import ACTIVE_VERTEX_STATES
 
-    custom_job = state.primary.get("custom_job")
+    custom_job = state.primary.custom_job
     if not custom_job:
         return False
     try:
@@ -114,9 +115,8 @@ def fallback_gave_up(job_id: str, reason: str, *, when: Callable[[JobState], boo
     def back_to_primary(state: JobState | None) -> JobState | None:
         if state is None or state.status.terminal or not when(state):
             return None
-        for key in ("claim", "claimed_at", "retry_at"):
-            state.fallback.pop(key, None)
-        state.fallback["hedge_failed"] = reason
+        state.fallback.claim, state.fallback.retry_at = None, None
+        state.fallback.hedge_failed = reason
         started = any(entry["status"] == Status.PRIMARY_RUNNING.value for entry in state.history)
         status = Status.PRIMARY_RUNNING if started else Status.PRIMARY_SUBMITTED
         state.move_to(status, f"hedge not launched ({reason}); the primary goes on", **details)
@@ -136,7 +136,7 @@ def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | N
             return None
         if custom_job and not about_current_primary(state, custom_job):
             return None  # an event about an older Vertex job of ours
-        state.primary.update(failure=kind, error=reason)
+        state.primary.failure, state.primary.error = kind, reason
         state.move_to(Status.FALLBACK_REQUESTED, reason, failure=kind)
         return state
 
@@ -154,11 +154,11 @@ def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> Jo
     def change(state: JobState | None) -> JobState | None:
         if state is None or state.status not in PRIMARY_STATES or not about_current_primary(state, custom_job):
             return None
-        attempt = int(state.primary.get("attempt", 1))
+        attempt = state.primary.attempt
         if attempt >= clients.config().primary_max_attempts:
             return None
-        previous = [*state.primary.get("previous", []), {"custom_job": custom_job, "error": reason}]
-        state.primary = {"attempt": attempt + 1, "previous": previous}
+        previous = [*state.primary.previous, {"custom_job": custom_job, "error": reason}]
+        state.primary = PrimaryRun(attempt=attempt + 1, previous=previous)
         state.move_to(Status.RECEIVED, f"{reason}: submitting to Vertex AI again", attempt=attempt + 1)
         return state
 

@@ -24,7 +24,7 @@ from google.api_core.exceptions import GoogleAPICallError, NotFound
 from common import layout
 from common.logs import get_logger
 from functions import clients
-from functions.state import JobState, Status, claim_is_live
+from functions.state import Claim, JobState, Status, claim_is_live, claimed_by
 
 log = get_logger("outcome")
 
@@ -56,8 +56,8 @@ def outcome_message(state: JobState) -> tuple[str, dict]:
     """The topic and body the main app gets for a finished job."""
     cfg = clients.config()
     if state.status is Status.SUCCEEDED:
-        body = {"job_id": state.job_id, "status": "succeeded", "video": state.result.get("video"),
-                "rendered_by": state.result.get("rendered_by")}
+        body = {"job_id": state.job_id, "status": "succeeded", "video": state.result.video,
+                "rendered_by": state.result.rendered_by}
         return cfg.topic_completed, body
     return cfg.topic_failed, {"job_id": state.job_id, "status": "failed", "reason": state.error}
 
@@ -72,7 +72,7 @@ def publish_outcome(state: JobState) -> JobState:
             return None
         if claim_is_live(current.outcome_claim, timeout_s, now):
             return None  # another delivery is publishing it right now
-        current.outcome_claim = {"claim": token, "claimed_at": now, "status": current.status.value}
+        current.outcome_claim = Claim.new(token, now, status=current.status.value)
         return current
 
     current, claimed = _store().update(state.job_id, claim)
@@ -82,12 +82,12 @@ def publish_outcome(state: JobState) -> JobState:
     clients.publish(topic, body, job_id=current.job_id)
 
     def mark(latest: JobState | None) -> JobState | None:
-        if latest is None or latest.outcome_claim.get("claim") != token:
+        if latest is None or not claimed_by(latest.outcome_claim, token):
             return None
         if latest.status.value != current.status.value:
-            latest.outcome_claim = {}  # it changed meanwhile (a late video): the new outcome is still owed
+            latest.outcome_claim = None  # it changed meanwhile (a late video): the new outcome is still owed
             return latest
-        latest.outcome_published, latest.outcome_claim = True, {}
+        latest.outcome_published, latest.outcome_claim = True, None
         return latest
 
     marked, _ = _store().update(state.job_id, mark)
@@ -99,7 +99,7 @@ def clean_up(state: JobState) -> JobState:
     """Delete the job's VM and cancel a primary still running; both may be gone already."""
     cfg = clients.config()
     done = True
-    instance, zone = state.fallback.get("instance"), state.fallback.get("zone")
+    instance, zone = state.fallback.instance, state.fallback.zone
     if instance and zone:
         try:
             clients.instances_client().delete(project=cfg.project, zone=zone, instance=instance)
@@ -109,8 +109,8 @@ def clean_up(state: JobState) -> JobState:
         except GoogleAPICallError as err:
             done = False
             log.warning("could not delete the fallback VM; retried later", job_id=state.job_id, error=str(err))
-    custom_job = state.primary.get("custom_job")
-    if custom_job and state.result.get("rendered_by") != "vertex":
+    custom_job = state.primary.custom_job
+    if custom_job and state.result.rendered_by != "vertex":
         try:
             if clients.job_client().get_custom_job(name=custom_job).state.name in ACTIVE_VERTEX_STATES:
                 clients.job_client().cancel_custom_job(name=custom_job)
@@ -141,7 +141,7 @@ def _keep_render_report(state: JobState) -> None:
     The worker writes it too, after the video; a VM deleted in between would
     otherwise leave a video without its report.
     """
-    report = {k: v for k, v in state.result.items() if k not in ("video", "generation")}
+    report = state.result.report
     if not report.get("rendered_by"):
         return
     from google.api_core.exceptions import PreconditionFailed

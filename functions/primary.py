@@ -24,7 +24,7 @@ from functions import clients
 from functions.config import Config
 from functions.failures import Action, classify
 from functions.jobs import fail_job, request_fallback, store
-from functions.state import JobState, Status, claim_is_live
+from functions.state import Claim, JobState, Status, claim_is_live, claimed_by
 
 log = get_logger("primary")
 
@@ -39,9 +39,9 @@ def submit_primary(job_id: str) -> JobState | None:
     def claim(state: JobState | None) -> JobState | None:
         if state is None or state.status not in (Status.RECEIVED, Status.PRIMARY_SUBMITTING):
             return None
-        if state.status is Status.PRIMARY_SUBMITTING and claim_is_live(state.primary, cfg.claim_timeout_s, now):
+        if state.status is Status.PRIMARY_SUBMITTING and claim_is_live(state.primary.claim, cfg.claim_timeout_s, now):
             return None
-        state.primary.update(claim=token, claimed_at=now)
+        state.primary.claim = Claim.new(token, now)
         state.move_to(Status.PRIMARY_SUBMITTING, "submitting to Vertex AI")
         return state
 
@@ -54,7 +54,7 @@ def submit_primary(job_id: str) -> JobState | None:
                  status=state.status.value)
         return state
 
-    attempt = int(state.primary.get("attempt", 1))
+    attempt = state.primary.attempt
     try:
         vertex_job = _find_existing(cfg, job_id, attempt) or clients.job_client().create_custom_job(
             parent=cfg.vertex_parent, custom_job=build_custom_job(cfg, job_id, attempt)
@@ -65,13 +65,14 @@ def submit_primary(job_id: str) -> JobState | None:
         rule = classify(code, str(err.message))
         reason = f"primary {rule.kind}: {err.message}"
         if rule.action is Action.FAIL:
-            return fail_job(job_id, reason, when=lambda current: current.primary.get("claim") == token)
+            return fail_job(job_id, reason, when=lambda current: claimed_by(current.primary.claim, token))
         return request_fallback(job_id, reason, kind=rule.kind)
 
     def submitted(state: JobState | None) -> JobState | None:
-        if state is None or state.status is not Status.PRIMARY_SUBMITTING or state.primary.get("claim") != token:
+        if state is None or state.status is not Status.PRIMARY_SUBMITTING or not claimed_by(state.primary.claim, token):
             return None
-        state.primary.update(custom_job=vertex_job.name, machine_type=cfg.vertex_machine_type, accelerator=cfg.vertex_accelerator)
+        state.primary.custom_job = vertex_job.name
+        state.primary.machine_type, state.primary.accelerator = cfg.vertex_machine_type, cfg.vertex_accelerator
         state.move_to(Status.PRIMARY_SUBMITTED, "Vertex AI custom job created", custom_job=vertex_job.name)
         return state
 

@@ -126,8 +126,8 @@ def _renderers_verdict(job_id: str) -> str | None:
     from functions.heartbeats import read_heartbeat
 
     beat = read_heartbeat(job_id, VERTEX_RENDERER)
-    if beat.get("stage") == "failed" and beat.get("invalid"):
-        return str(beat.get("error") or "rejected by the renderer")
+    if beat is not None and beat.found_invalid:
+        return beat.error or "rejected by the renderer"
     return None
 
 

@@ -36,26 +36,31 @@ from google.api_core.exceptions import NotFound
 from common import layout
 from common.logs import get_logger
 from functions import clients
-from functions.heartbeats import heartbeat_age_s, read_heartbeat
+from functions.heartbeats import read_heartbeat
 from functions.jobs import fail_job, fallback_gave_up, request_fallback, store
 from functions.outcome import finish_job, needs_finishing
-from functions.state import JobState, Status, claim_is_live
+from functions.memory import spend_key
+from functions.state import FallbackRun, JobState, Status, claim_is_live
 
 log = get_logger("watchdog")
 
 
 def run_watchdog() -> dict[str, int]:
-    """One pass over every job, then the reaper; returns counts of what it did."""
+    """One pass over the active jobs (one query, not a read per job ever seen), then the reaper.
+
+    Returns counts of what it did.
+    """
     acted: Counter[str] = Counter()
-    for job_id in store().list_ids():
+    for state in store().active():
+        if isinstance(state, ValueError):  # a document that is not a job's state
+            log.error("watchdog: an unreadable job document; the others go on", error=str(state))
+            acted["errors"] += 1
+            continue
         try:
-            state = store().get(job_id)
-            if state is None:
-                continue
             acted["checked"] += not state.status.terminal
             outcome = check_job(state)
         except Exception as err:  # noqa: BLE001 -- one bad job must not stop the pass
-            log.exception("watchdog: checking a job failed; the others go on", job_id=job_id, error=repr(err))
+            log.exception("watchdog: checking a job failed; the others go on", job_id=state.job_id, error=repr(err))
             acted["errors"] += 1
             continue
         if outcome:
@@ -85,13 +90,13 @@ def check_job(state: JobState) -> str | None:
     cfg = clients.config()
     if state.status is Status.RECEIVED and _age_s(state.updated_at) > cfg.fallback_reannounce_s:
         return _announce(cfg.topic_primary, state.job_id, "re-announce")
-    if state.status is Status.PRIMARY_SUBMITTING and not claim_is_live(state.primary, cfg.claim_timeout_s):
+    if state.status is Status.PRIMARY_SUBMITTING and not claim_is_live(state.primary.claim, cfg.claim_timeout_s):
         return _announce(cfg.topic_primary, state.job_id, "claim expired")
     if state.status in (Status.PRIMARY_SUBMITTED, Status.PRIMARY_RUNNING):
         return _check_primary(state)
     if state.status is Status.FALLBACK_REQUESTED:
         return _check_fallback_request(state)
-    if state.status is Status.VM_LAUNCHING and not claim_is_live(state.fallback, cfg.claim_timeout_s):
+    if state.status is Status.VM_LAUNCHING and not claim_is_live(state.fallback.claim, cfg.claim_timeout_s):
         return _announce(cfg.topic_fallback, state.job_id, "claim expired")
     if state.status is Status.VM_RUNNING:
         return _check_vm(state)
@@ -123,7 +128,7 @@ def _since(state: JobState, status: Status) -> float:
 def _check_primary(state: JobState) -> str | None:
     from functions.vertex_events import apply_primary_state
 
-    custom_job = state.primary.get("custom_job")
+    custom_job = state.primary.custom_job
     if custom_job:
         try:
             vertex_job = clients.job_client().get_custom_job(name=custom_job)
@@ -155,7 +160,7 @@ def _primary_estimate_s(state: JobState) -> float:
 
 
 def _check_fallback_request(state: JobState) -> str | None:
-    retry_at = state.fallback.get("retry_at")
+    retry_at = state.fallback.retry_at
     due = retry_at is not None and retry_at <= time.time()
     lost = retry_at is None and _age_s(state.updated_at) > clients.config().fallback_reannounce_s
     if not (due or lost):
@@ -166,22 +171,22 @@ def _check_fallback_request(state: JobState) -> str | None:
 def _check_vm(state: JobState) -> str | None:
     cfg = clients.config()
     fb = state.fallback
-    instance, zone, attempt = fb.get("instance"), fb.get("zone"), int(fb.get("attempt", 1))
+    instance, zone, attempt = fb.instance, fb.zone, fb.attempt
 
     def still_this_vm(current: JobState) -> bool:
-        return current.status is Status.VM_RUNNING and current.fallback.get("instance") == instance
+        return current.status is Status.VM_RUNNING and current.fallback.instance == instance
 
-    heartbeat = read_heartbeat(state.job_id, instance) if instance else {}
-    if heartbeat.get("stage") == "failed" and heartbeat.get("invalid"):
-        fail_job(state.job_id, f"invalid job: {heartbeat.get('error', 'rejected by the renderer')}", when=still_this_vm)
+    heartbeat = read_heartbeat(state.job_id, instance) if instance else None
+    if heartbeat is not None and heartbeat.found_invalid:
+        fail_job(state.job_id, f"invalid job: {heartbeat.error or 'rejected by the renderer'}", when=still_this_vm)
         return "failed"
     try:
         vm = clients.instances_client().get(project=cfg.project, zone=zone, instance=instance)
     except NotFound:
         vm = None
     if vm is not None and vm.status not in ("TERMINATED", "STOPPED", "SUSPENDED"):
-        silent_s = heartbeat_age_s(heartbeat)
-        launched_s = time.time() - float(fb.get("launched_at") or time.time() - _since(state, Status.VM_RUNNING))
+        silent_s = heartbeat.age_s() if heartbeat is not None else None
+        launched_s = time.time() - (fb.launched_at or time.time() - _since(state, Status.VM_RUNNING))
         hung = silent_s > cfg.vm_heartbeat_timeout_s if silent_s is not None else launched_s > cfg.vm_boot_timeout_s
         if not hung:
             return None  # still working
@@ -192,10 +197,10 @@ def _check_vm(state: JobState) -> str | None:
             _delete_vm(cfg, zone, instance)
         # A lost Spot VM counts as preempted even if its worker logged an error on the
         # way down (preemption kills the renderer first): erring towards on-demand is safe.
-        preempted = fb.get("provisioning") == "spot"
-        why = "preempted" if preempted else "crashed" if heartbeat.get("stage") == "failed" else "lost"
+        preempted = fb.provisioning == "spot"
+        why = "preempted" if preempted else "crashed" if heartbeat is not None and heartbeat.stage == "failed" else "lost"
     if attempt >= cfg.max_vm_attempts:
-        detail = f", {heartbeat['error']}" if why == "crashed" and heartbeat.get("error") else ""
+        detail = f", {heartbeat.error}" if why == "crashed" and heartbeat is not None and heartbeat.error else ""
         fallback_gave_up(state.job_id, f"fallback VM {why} {attempt} times without a video (last: {instance}{detail})",
                          when=still_this_vm)
         return "failed"
@@ -212,22 +217,25 @@ def _delete_vm(cfg, zone: str, instance: str) -> None:
 
 def _relaunch(job_id: str, attempt: int, why: str) -> None:
     def change(state: JobState | None) -> JobState | None:
-        if state is None or state.status is not Status.VM_RUNNING or state.fallback.get("attempt") != attempt:
+        if state is None or state.status is not Status.VM_RUNNING or state.fallback.attempt != attempt:
             return None
         old = state.fallback
-        previous = [*old.get("previous", []), {k: old.get(k) for k in ("attempt", "instance", "zone", "gpu", "provisioning")} | {"end": why}]
-        state.fallback = {"attempt": attempt + 1, "preemptions": old.get("preemptions", 0) + (why == "preempted"), "previous": previous}
-        state.move_to(Status.FALLBACK_REQUESTED, f"VM {old.get('instance')} {why} without a video: relaunching", attempt=attempt + 1)
+        ended = {"attempt": old.attempt, "instance": old.instance, "zone": old.zone, "gpu": old.gpu,
+                 "provisioning": old.provisioning, "launched_at": old.launched_at, "price_per_hour": old.price_per_hour,
+                 "ended_at": time.time(), "end": why}
+        state.fallback = FallbackRun(attempt=attempt + 1, preemptions=old.preemptions + (why == "preempted"),
+                                     previous=[*old.previous, ended])
+        state.move_to(Status.FALLBACK_REQUESTED, f"VM {old.instance} {why} without a video: relaunching", attempt=attempt + 1)
         return state
 
     before = store().get(job_id)
     _, changed = store().update(job_id, change)
     if changed:
-        _settle_spend(job_id, attempt, before.fallback if before else {})
+        _settle_spend(job_id, attempt, before.fallback if before else FallbackRun())
         clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": f"vm {why}"}, job_id=job_id)
 
 
-def _settle_spend(job_id: str, attempt: int, fallback: dict) -> None:
+def _settle_spend(job_id: str, attempt: int, fallback: FallbackRun) -> None:
     """The ended attempt's budget reservation becomes what it ran (its time x its price), not its whole estimate.
 
     A VM preempted a minute in must not hold the day's budget for the hour it
@@ -235,11 +243,11 @@ def _settle_spend(job_id: str, attempt: int, fallback: dict) -> None:
     """
     from functions import memory
 
-    price, launched_at = fallback.get("price_per_hour"), fallback.get("launched_at")
+    price, launched_at = fallback.price_per_hour, fallback.launched_at
     if not price or not launched_at:
         return  # unknown: the reservation stays, erring towards the budget
-    ran_usd = max(0.0, time.time() - float(launched_at)) / 3600 * float(price)
-    memory.reserve_spend(f"{job_id}/a{attempt}", min(ran_usd, float(fallback.get("estimated_cost_usd") or ran_usd)), float("inf"))
+    ran_usd = max(0.0, time.time() - launched_at) / 3600 * price
+    memory.reserve_spend(spend_key(job_id, attempt), min(ran_usd, fallback.estimated_cost_usd or ran_usd), float("inf"))
 
 
 # ---------------------------------------------------------------- reaper
@@ -252,11 +260,11 @@ def is_current_vm(state: JobState | None, labels: dict[str, str], zone: str) -> 
     VM is recorded, only that zone's: a failed insert elsewhere can leave a
     TERMINATED instance behind (UNSUPPORTED_OPERATION does).
     """
-    if state is None or labels.get(layout.ATTEMPT_LABEL) != str(state.fallback.get("attempt", 1)):
+    if state is None or labels.get(layout.ATTEMPT_LABEL) != str(state.fallback.attempt):
         return False
     if state.status is Status.VM_LAUNCHING:
         return True
-    return state.status is Status.VM_RUNNING and state.fallback.get("zone") == zone
+    return state.status is Status.VM_RUNNING and state.fallback.zone == zone
 
 
 def reap_orphans() -> int:

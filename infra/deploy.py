@@ -18,11 +18,15 @@ Logging sink with ``VERTEX_SINK_FILTER``; the sink's writer identity needs
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from infra.local.topology import Topology, load_topology
+
+FIRESTORE_INDEXES = Path(__file__).resolve().parent / "firestore" / "indexes.json"
 
 VERTEX_SINK_FILTER = (
     '(resource.type="ml_job" OR resource.type="aiplatform.googleapis.com/CustomJob") '
@@ -46,7 +50,9 @@ def apply_commands(topology: Topology, region: str, image: str) -> list[list[str
         commands.append(["gcloud", "storage", "buckets", "notifications", "create", f"gs://{note.bucket}",
                          f"--topic=projects/{p}/topics/{note.topic}", f"--object-prefix={note.prefix}",
                          "--payload-format=json", *[f"--event-types={e}" for e in note.events]])
+    commands += firestore_commands(topology, region)
     env = ",".join([f"GOOGLE_CLOUD_PROJECT={p}", f"REGION={region}", f"WORKER_IMAGE={image}",
+                    f"FIRESTORE_DATABASE={topology.firestore.database}",
                     *[f"{key.upper()}_BUCKET={name}" for key, name in topology.buckets.items()]])
     delivery = topology.push_delivery
     for function in topology.functions:
@@ -64,6 +70,30 @@ def apply_commands(topology: Topology, region: str, image: str) -> list[list[str
                      f"--log-filter={VERTEX_SINK_FILTER}"])
     commands.append(["echo", f"Grant the sink's writer identity roles/pubsub.publisher on vertex-events; "
                              f"dead-letter topic: {delivery.dead_letter_topic}"])
+    return commands
+
+
+def firestore_commands(topology: Topology, region: str) -> list[list[str]]:
+    """The database (native mode), and what ``infra/firestore/indexes.json`` declares: composite indexes,
+    the TTL policy, the fields exempt from indexing."""
+    p, database = topology.project, topology.firestore.database
+    scope = [f"--database={database}", f"--project={p}"]
+    commands = [["gcloud", "firestore", "databases", "create", f"--database={database}", f"--location={region}",
+                 "--type=firestore-native", f"--project={p}"]]
+    config = json.loads(FIRESTORE_INDEXES.read_text())
+    for index in config["indexes"]:
+        fields = [f"--field-config=field-path={f['fieldPath']},order={f['order'].lower()}" for f in index["fields"]]
+        commands.append(["gcloud", "firestore", "indexes", "composite", "create",
+                         f"--collection-group={index['collectionGroup']}", f"--query-scope={index['queryScope']}",
+                         *fields, *scope])
+    for override in config["fieldOverrides"]:
+        group, path = override["collectionGroup"], override["fieldPath"]
+        if override.get("ttl"):
+            commands.append(["gcloud", "firestore", "fields", "ttls", "update", path, f"--collection-group={group}",
+                             "--enable-ttl", *scope])
+        if override.get("indexes") == []:
+            commands.append(["gcloud", "firestore", "indexes", "fields", "update", path, f"--collection-group={group}",
+                             "--disable-indexes", *scope])
     return commands
 
 

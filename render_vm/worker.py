@@ -35,6 +35,7 @@ from google.api_core.exceptions import PreconditionFailed
 from google.cloud import storage
 
 from common import layout
+from common.heartbeat import RendererHeartbeat
 from common.logs import get_logger
 from common.manifest import ManifestError
 
@@ -110,7 +111,7 @@ class Heartbeat:
 
     def __init__(self, bucket: storage.Bucket, spec: WorkerSpec) -> None:
         self._blob = bucket.blob(layout.progress_object(spec.job_id, renderer_name(spec)))
-        self._body: dict = {"job_id": spec.job_id, "rendered_by": spec.rendered_by, "instance": spec.instance}
+        self._beat = RendererHeartbeat(job_id=spec.job_id, rendered_by=spec.rendered_by, instance=spec.instance)
         self._last = 0.0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -125,7 +126,7 @@ class Heartbeat:
 
     def update(self, progress: dict, *, force: bool = False) -> None:
         with self._lock:
-            self._body.update(progress)
+            self._beat = self._beat.with_progress(progress)
             if not force and time.monotonic() - self._last < HEARTBEAT_EVERY_S:
                 return
             self._write()
@@ -138,11 +139,11 @@ class Heartbeat:
 
     def _write(self) -> None:
         self._last = time.monotonic()
-        body = {**self._body, "updated_at": time.time()}
+        beat = self._beat.stamped()
         try:
-            self._blob.upload_from_string(json.dumps(body), content_type="application/json")
+            self._blob.upload_from_string(beat.to_json(), content_type="application/json")
         except Exception as err:  # noqa: BLE001 -- progress is best effort; the render goes on
-            log.warning("heartbeat not written", job_id=body["job_id"], error=str(err))
+            log.warning("heartbeat not written", job_id=beat.job_id, error=str(err))
 
 
 def run(spec: WorkerSpec, client: storage.Client | None = None) -> int:

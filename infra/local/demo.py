@@ -96,11 +96,11 @@ def _wait_for_outcome(cloud: LocalCloud, job_id: str, timeout_s: float) -> dict:
 
 def _print_summary(state, video: Path) -> None:
     fallback, result = state.fallback, state.result
-    if fallback.get("gpu"):
-        print(f"\nGPU chosen: {fallback['gpu']} ({fallback.get('provisioning')}, {fallback.get('machine_type')}) "
-              f"in {fallback.get('zone')}, estimated {fallback.get('estimated_runtime_s')} s, "
-              f"${fallback.get('estimated_cost_usd', 0):.2f}")
-        print(f"Why: {fallback.get('why')}")
+    if fallback.gpu:
+        print(f"\nGPU chosen: {fallback.gpu} ({fallback.provisioning}, {fallback.machine_type}) "
+              f"in {fallback.zone}, estimated {fallback.estimated_runtime_s} s, "
+              f"${fallback.estimated_cost_usd or 0:.2f}")
+        print(f"Why: {fallback.why}")
     with av.open(str(video)) as container:
         streams = {s.type: s for s in container.streams}
         duration_s = container.duration / 1_000_000 if container.duration else float("nan")
@@ -108,8 +108,8 @@ def _print_summary(state, video: Path) -> None:
         print(f"\nVideo: {video.name}: {v.codec_context.name if v else '-'} {v.width}x{v.height} "
               f"+ {a.codec_context.name if a else '-'} {a.rate if a else ''} Hz, {duration_s:.2f} s "
               f"(timeline: {state.video_length_s:.2f} s)")
-    print(f"Rendered by {result.get('rendered_by')} on {result.get('instance')} in {result.get('wall_s')} s "
-          f"({result.get('s_per_s')} s per second of video), cost ${result.get('cost_usd') or 0:.4f}")
+    print(f"Rendered by {result.rendered_by} on {result.instance} in {result.wall_s} s "
+          f"({result.report.get('s_per_s')} s per second of video), cost ${result.cost_usd or 0:.4f}")
 
 
 if __name__ == "__main__":

@@ -99,11 +99,12 @@ def faults(cloud: LocalCloud):
     admin(vertex, "faults", {"mode": "ok"})
     admin(compute, "faults", {})
     # What one test taught the fleet (stockouts, spend) must not steer the next.
-    from functions import clients
+    from functions import clients, memory
 
-    bucket = clients.storage_client().bucket(clients.config().staging_bucket)
-    for blob in bucket.list_blobs(prefix="system/"):
-        blob.delete()
+    db = clients.firestore_client()
+    for collection in (memory.FLEET, memory.SPEND):
+        for document in db.collection(collection).list_documents():
+            document.delete()
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ the job's outcome and its reason.
 
 from __future__ import annotations
 
-import json
 import time
 
 
 from catalog.model import load_catalog, region_of
 from catalog.select import select
-from common import layout
-from functions import clients
+from functions import clients, memory
 from functions.jobs import store
 from infra.local.testkit import submit_job
 
@@ -47,14 +45,14 @@ def test_a_stockout_moves_to_the_next_zone_and_the_next_job_skips_it(cloud, outc
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded", outcome
     state = store().get(job_id)
-    assert state.fallback["zone"] == option.zones[1]
-    assert [(t["zone"], t["kind"]) for t in state.fallback["tried"]] == [(empty, "stockout")]
+    assert state.fallback.zone == option.zones[1]
+    assert [(t["zone"], t["kind"]) for t in state.fallback.tried] == [(empty, "stockout")]
 
     second = submit(cloud, another_job(job_dir, "b"))
     assert outcomes.wait(second)["status"] == "succeeded"
     state = store().get(second)
-    assert state.fallback["zone"] == option.zones[1]
-    assert state.fallback["tried"] == []  # remembered: no insert wasted on the empty zone
+    assert state.fallback.zone == option.zones[1]
+    assert state.fallback.tried == []  # remembered: no insert wasted on the empty zone
 
 
 def test_a_regional_quota_moves_to_another_region(cloud, outcomes, faults, job_dir) -> None:
@@ -66,8 +64,8 @@ def test_a_regional_quota_moves_to_another_region(cloud, outcomes, faults, job_d
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded", outcome
     state = store().get(job_id)
-    assert region_of(state.fallback["zone"]) != region
-    assert {t["kind"] for t in state.fallback["tried"]} == {"region-quota"}
+    assert region_of(state.fallback.zone) != region
+    assert {t["kind"] for t in state.fallback.tried} == {"region-quota"}
 
 
 def test_gpus_all_regions_moves_to_another_gpu_type(cloud, outcomes, faults, job_dir) -> None:
@@ -78,8 +76,8 @@ def test_gpus_all_regions_moves_to_another_gpu_type(cloud, outcomes, faults, job
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded", outcome
     state = store().get(job_id)
-    assert state.fallback["gpu"] != option.gpu
-    assert [t["kind"] for t in state.fallback["tried"]] == ["all-regions-quota"]
+    assert state.fallback.gpu != option.gpu
+    assert [t["kind"] for t in state.fallback.tried] == ["all-regions-quota"]
     assert len(faults.instances(job_id)) == 1
 
 
@@ -90,7 +88,7 @@ def test_a_permission_error_fails_at_once_with_the_reason(cloud, outcomes, fault
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "failed"
     assert outcome["reason"].startswith("VM launch failed: ") and "compute.instances.create" in outcome["reason"]
-    assert len(store().get(job_id).fallback.get("tried", [])) <= 1
+    assert len(store().get(job_id).fallback.tried) <= 1
     assert faults.instances(job_id) == []
 
 
@@ -141,8 +139,8 @@ def test_a_preempted_spot_vm_is_relaunched_and_goes_on_demand_after_two_preempti
     assert kinds == ["SPOT", "SPOT", "STANDARD"]
     assert [vm["preempted"] for vm in vms] == [True, True, False]
     state = store().get(job_id)
-    assert state.fallback["preemptions"] == 2
-    assert [p["end"] for p in state.fallback["previous"]] == ["preempted", "preempted"]
+    assert state.fallback.preemptions == 2
+    assert [p["end"] for p in state.fallback.previous] == ["preempted", "preempted"]
 
 
 def test_the_daily_budget_stops_a_launch_and_says_why(cloud, outcomes, faults, job_dir) -> None:
@@ -162,7 +160,7 @@ def test_a_primary_stuck_in_the_queue_is_hedged_and_the_first_video_wins(cloud, 
     outcome = outcomes.wait(job_id, timeout_s=90)
     assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm"
     state = store().get(job_id)
-    assert "hedging" in state.primary["error"]
+    assert "hedging" in state.primary.error
     time.sleep(1)
     [vertex_job] = faults.custom_jobs(job_id)
     assert vertex_job["state"] in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")  # the loser is stopped
@@ -191,10 +189,8 @@ def test_finished_renders_teach_the_selector_their_speed(cloud, outcomes, faults
     job_id = submit(cloud, job_dir)
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded", outcome
-    gpu = store().get(job_id).fallback["gpu"]
-    learned = json.loads(clients.storage_client().bucket(clients.config().staging_bucket)
-                         .blob(layout.LEARNED_SPEEDS_OBJECT).download_as_bytes())
-    assert len(learned["samples"][gpu]) == 1
+    gpu = store().get(job_id).fallback.gpu
+    assert memory.learned_speeds().count(gpu) == 1
 
 
 def test_a_lost_vertex_event_is_caught_by_the_watchdog(cloud, outcomes, faults, job_dir) -> None:
@@ -202,4 +198,4 @@ def test_a_lost_vertex_event_is_caught_by_the_watchdog(cloud, outcomes, faults, 
     job_id = submit(cloud, job_dir)
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm", outcome
-    assert store().get(job_id).primary["failure"] == "quota"
+    assert store().get(job_id).primary.failure == "quota"

@@ -64,8 +64,8 @@ def test_primary_failure_falls_back_to_one_vm_that_deletes_itself(cloud, outcome
     state = store().get(job_id)
     statuses = [h["status"] for h in state.history]
     assert statuses.index("fallback_requested") < statuses.index("vm_running") < statuses.index("succeeded")
-    assert state.primary["failure"] == ("quota" if "quota" in fault["mode"] else "timeout")
-    assert state.fallback["gpu"] and state.fallback["estimated_cost_usd"] > 0
+    assert state.primary.failure == ("quota" if "quota" in fault["mode"] else "timeout")
+    assert state.fallback.gpu and state.fallback.estimated_cost_usd > 0
     [vm] = faults.instances(job_id)
     assert vm["deleted"]
 
@@ -91,7 +91,7 @@ def test_every_event_delivered_twice_gives_one_vm_and_one_completion(cloud, outc
     [vertex_job] = faults.custom_jobs(job_id)
     state = store().get(job_id)
     cloud.publish("render-primary", json.dumps({"job_id": job_id}).encode(), job_id=job_id)
-    cloud.publish("vertex-events", json.dumps({"jsonPayload": {"customJob": state.primary["custom_job"]}}).encode())
+    cloud.publish("vertex-events", json.dumps({"jsonPayload": {"customJob": state.primary.custom_job}}).encode())
     cloud.publish("render-fallback", json.dumps({"job_id": job_id}).encode(), job_id=job_id)
     video = output().get_blob(layout.video_object(job_id))
     cloud.publish("output-events", json.dumps({"name": video.name, "bucket": video.bucket.name}).encode(),

@@ -14,9 +14,10 @@ import time
 from google.cloud import aiplatform_v1
 
 from common import layout
+from common.heartbeat import RendererHeartbeat
 from functions import clients
 from functions.jobs import store
-from functions.state import JobState, Status
+from functions.state import Claim, FallbackRun, JobState, PrimaryRun, RenderResult, Status
 from infra.local.testkit import submit_job
 
 
@@ -63,7 +64,7 @@ def test_a_crash_of_the_primary_container_falls_back_instead_of_failing(cloud, o
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm", outcome
     state = store().get(job_id)
-    assert state.primary["failure"] == "crash" and "status of 137" in state.primary["error"]
+    assert state.primary.failure == "crash" and "status of 137" in state.primary.error
 
 
 def test_a_container_that_cannot_start_falls_back(cloud, outcomes, faults, job_dir) -> None:
@@ -71,7 +72,7 @@ def test_a_container_that_cannot_start_falls_back(cloud, outcomes, faults, job_d
     job_id = submit(cloud, job_dir)
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm", outcome
-    assert "StartError" in store().get(job_id).primary["error"]
+    assert "StartError" in store().get(job_id).primary.error
 
 
 # ------------------------------------------------------------ 2: duplicates during a slow launch
@@ -99,21 +100,20 @@ def test_a_launcher_that_died_mid_launch_is_succeeded_by_one_that_adopts_its_vm(
     faults.compute(insert_delay_s=3)
     job_id = fake_job("adopt", Status.FALLBACK_REQUESTED, video_length_s=3.0)
     # What a launcher that crashed after its insert leaves: a VM, and a stale claim.
-    state, _ = store().update(job_id, lambda s: (s.fallback.update(attempt=1), s)[1])
     name = fallback.instance_name(job_id, 1)
     option = fallback.select(fallback.catalog(), 3.0, spot=True).selected
     zone = option.zones[-1]  # not the zone a fresh selection would try first
     assert fallback._insert(clients.config(), job_id, 1, name, option, zone, "req-1") is None
 
     def crashed(s):
-        s.fallback.update(claim="dead", claimed_at=time.time() - 3600)
+        s.fallback.claim = Claim(token="dead", claimed_at=time.time() - 3600)
         s.move_to(Status.VM_LAUNCHING, "choosing a GPU")
         return s
 
     store().update(job_id, crashed)
     fallback.launch_fallback(job_id)
     state = store().get(job_id)
-    assert state.status is Status.VM_RUNNING and state.fallback["instance"] == name and state.fallback["zone"] == zone
+    assert state.status is Status.VM_RUNNING and state.fallback.instance == name and state.fallback.zone == zone
     assert len([i for i in faults.instances(job_id) if not i["deleted"]]) == 1
 
 
@@ -127,15 +127,15 @@ def _failed_vertex_job(name: str, job_id: str, exit_status: int) -> aiplatform_v
 
 
 def _renderer_says_invalid(job_id: str, renderer: str) -> None:
-    beat = {"stage": "failed", "invalid": True, "error": "scenes[0].image: file not found", "updated_at": time.time()}
+    beat = RendererHeartbeat(job_id=job_id, stage="failed", invalid=True, error="scenes[0].image: file not found")
     clients.storage_client().bucket(clients.config().staging_bucket).blob(
-        layout.progress_object(job_id, renderer)).upload_from_string(json.dumps(beat))
+        layout.progress_object(job_id, renderer)).upload_from_string(beat.stamped().to_json())
 
 
 def test_a_late_failure_of_an_earlier_primary_attempt_does_not_fail_the_job(cloud) -> None:
     from functions.vertex_events import apply_primary_state
 
-    job_id = fake_job("stale", Status.PRIMARY_RUNNING, primary={"attempt": 2, "custom_job": "projects/1/locations/l/customJobs/2"})
+    job_id = fake_job("stale", Status.PRIMARY_RUNNING, primary=PrimaryRun(attempt=2, custom_job="projects/1/locations/l/customJobs/2"))
     _renderer_says_invalid(job_id, "vertex")
     apply_primary_state(job_id, _failed_vertex_job("projects/1/locations/l/customJobs/1", job_id, 2))
     assert status_of(job_id) is Status.PRIMARY_RUNNING
@@ -145,7 +145,7 @@ def test_an_invalid_verdict_from_the_current_primary_fails_the_job_with_the_rend
     from functions.vertex_events import apply_primary_state
 
     current = "projects/1/locations/l/customJobs/7"
-    job_id = fake_job("invalid", Status.PRIMARY_RUNNING, primary={"custom_job": current})
+    job_id = fake_job("invalid", Status.PRIMARY_RUNNING, primary=PrimaryRun(custom_job=current))
     _renderer_says_invalid(job_id, "vertex")
     apply_primary_state(job_id, _failed_vertex_job(current, job_id, 2))
     outcome = outcomes.wait(job_id, timeout_s=20)
@@ -157,7 +157,7 @@ def test_exit_2_without_the_renderers_verdict_falls_back(cloud) -> None:
     from functions.vertex_events import apply_primary_state
 
     current = "projects/1/locations/l/customJobs/8"
-    job_id = fake_job("exit2", Status.PRIMARY_RUNNING, primary={"custom_job": current})
+    job_id = fake_job("exit2", Status.PRIMARY_RUNNING, primary=PrimaryRun(custom_job=current))
     apply_primary_state(job_id, _failed_vertex_job(current, job_id, 2))
     assert status_of(job_id) is Status.FALLBACK_REQUESTED
 
@@ -166,8 +166,8 @@ def test_a_primary_that_fails_while_its_hedge_renders_leaves_the_hedge_alone(clo
     from functions.vertex_events import apply_primary_state
 
     current = "projects/1/locations/l/customJobs/9"
-    job_id = fake_job("hedged", Status.VM_RUNNING, primary={"custom_job": current},
-                      fallback={"attempt": 1, "instance": "fr-x-a1", "zone": "us-central1-a"})
+    job_id = fake_job("hedged", Status.VM_RUNNING, primary=PrimaryRun(custom_job=current),
+                      fallback=FallbackRun(attempt=1, instance="fr-x-a1", zone="us-central1-a"))
     _renderer_says_invalid(job_id, "vertex")
     apply_primary_state(job_id, _failed_vertex_job(current, job_id, 2))
     assert status_of(job_id) is Status.VM_RUNNING
@@ -192,7 +192,7 @@ def _labelled_vm(faults, job_id: str, attempt: int) -> str:
 def test_the_reaper_keeps_the_vm_being_launched_and_deletes_an_old_attempts(cloud, faults) -> None:
     from functions.watchdog import reap_orphans
 
-    job_id = fake_job("reap", Status.VM_LAUNCHING, fallback={"attempt": 2, "claim": "live", "claimed_at": time.time()})
+    job_id = fake_job("reap", Status.VM_LAUNCHING, fallback=FallbackRun(attempt=2, claim=Claim.new("live")))
     old, current = _labelled_vm(faults, job_id, 1), _labelled_vm(faults, job_id, 2)
     reap_orphans()
     deleted = {i["name"]: i["deleted"] for i in faults.instances(job_id)}
@@ -255,7 +255,7 @@ def test_a_reservation_whose_insert_failed_is_given_back(cloud, outcomes, faults
 def test_a_finished_job_whose_outcome_was_never_sent_is_announced_by_the_watchdog(cloud, outcomes) -> None:
     from functions.watchdog import check_job
 
-    job_id = fake_job("unsent", Status.SUCCEEDED, result={"video": "gs://x/renders/y/video.mp4", "rendered_by": "vm"})
+    job_id = fake_job("unsent", Status.SUCCEEDED, result=RenderResult(video="gs://x/renders/y/video.mp4", rendered_by="vm"))
     check_job(store().get(job_id))  # (the local cloud's own watchdog may get there first: the same code)
     outcomes.settle(3)
     assert [m["status"] for m in outcomes.completed[job_id]] == ["succeeded"]
@@ -267,7 +267,7 @@ def test_a_finished_job_whose_outcome_was_never_sent_is_announced_by_the_watchdo
 def test_concurrent_finalize_deliveries_complete_once_and_announce_once(cloud, outcomes) -> None:
     from functions.completion import complete_from_output
 
-    job_id = fake_job("twice", Status.VM_RUNNING, fallback={"attempt": 1})
+    job_id = fake_job("twice", Status.VM_RUNNING, fallback=FallbackRun(attempt=1))
     # The upload's own finalize event, and four more deliveries of it at once.
     bucket = clients.storage_client().bucket(clients.config().output_bucket)
     blob = bucket.blob(layout.video_object(job_id))
@@ -286,7 +286,7 @@ def test_concurrent_finalize_deliveries_complete_once_and_announce_once(cloud, o
 
 
 def test_a_malformed_message_naming_a_healthy_job_leaves_it_alone(cloud, outcomes) -> None:
-    job_id = fake_job("healthy", Status.VM_RUNNING, fallback={"attempt": 1})
+    job_id = fake_job("healthy", Status.VM_RUNNING, fallback=FallbackRun(attempt=1))
     for body in ({"job_id": job_id, "bogus": 1}, {"job_id": job_id, "manifest": {"job_id": job_id}},
                  {"job_id": job_id, "manifest": "not an object"}):
         cloud.publish("render-jobs", json.dumps(body).encode(), job_id=job_id)
@@ -309,7 +309,9 @@ def test_one_job_the_watchdog_cannot_read_does_not_stop_its_pass(cloud, faults) 
     from functions.watchdog import run_watchdog
 
     broken = f"broken-{time.time_ns() % 10**6:06d}"
-    clients.storage_client().bucket(clients.config().staging_bucket).blob(layout.state_object(broken)).upload_from_string(b"{not json")
+    # A document the product did not write (or an older version did): not a job state.
+    broken_doc = clients.firestore_client().collection("jobs").document(broken)
+    broken_doc.set({"job_id": broken, "status": "no-such-status", "active": True, "updated_at": "2000-01-01T00:00:00+00:00"})
     gone = f"gone-{time.time_ns() % 10**6:06d}"  # a job nobody knows: its VM is an orphan
     _labelled_vm(faults, gone, 1)
     try:
@@ -317,15 +319,15 @@ def test_one_job_the_watchdog_cannot_read_does_not_stop_its_pass(cloud, faults) 
         assert acted.get("errors", 0) >= 1
         wait_until(lambda: faults.instances(gone)[0]["deleted"], timeout_s=15, what="orphan reaped")
     finally:
-        clients.storage_client().bucket(clients.config().staging_bucket).blob(layout.state_object(broken)).delete()
+        broken_doc.delete()
 
 
 def test_a_launch_whose_claimant_died_is_announced_again(cloud) -> None:
     from functions.watchdog import check_job
 
-    job_id = fake_job("claim", Status.VM_LAUNCHING, fallback={"attempt": 1, "claim": "dead", "claimed_at": time.time() - 3600})
+    job_id = fake_job("claim", Status.VM_LAUNCHING, fallback=FallbackRun(claim=Claim("dead", time.time() - 3600)))
     assert check_job(store().get(job_id)) == "reannounced"
-    job_id = fake_job("claimp", Status.PRIMARY_SUBMITTING, primary={"claim": "dead", "claimed_at": time.time() - 3600})
+    job_id = fake_job("claimp", Status.PRIMARY_SUBMITTING, primary=PrimaryRun(claim=Claim("dead", time.time() - 3600)))
     assert check_job(store().get(job_id)) == "reannounced"
 
 
@@ -338,7 +340,7 @@ def test_a_hung_vm_is_noticed_by_its_silent_heartbeat_and_replaced(cloud, outcom
     outcome = outcomes.wait(job_id, timeout_s=120)
     assert outcome["status"] == "succeeded", outcome
     state = store().get(job_id)
-    assert [p["end"] for p in state.fallback["previous"]] == ["hung"]
+    assert [p["end"] for p in state.fallback.previous] == ["hung"]
     first, second = faults.instances(job_id)
     assert first["deleted"] and first["name"] != second["name"]
 
@@ -351,7 +353,7 @@ def test_a_video_whose_finalize_event_was_lost_still_completes_the_job(cloud, ou
     blob.metadata = {layout.VIDEO_REPORT_METADATA: json.dumps({"rendered_by": "vm"})}
     blob.upload_from_string(b"video")  # its event finds no job: as good as lost
     time.sleep(2)
-    state = JobState(job_id=job_id, status=Status.VM_RUNNING, fallback={"attempt": 1})
+    state = JobState(job_id=job_id, status=Status.VM_RUNNING, fallback=FallbackRun(attempt=1))
     store().update(job_id, lambda _: state)
     check_job(store().get(job_id))  # (or the local cloud's own watchdog, a moment later)
     assert outcomes.wait(job_id, timeout_s=20)["status"] == "succeeded"
@@ -371,7 +373,7 @@ def test_deeply_nested_messages_are_rejected_without_retries(cloud) -> None:
 
 
 def test_dead_letters_count_against_a_job_and_fail_it_only_past_the_limit(cloud, outcomes) -> None:
-    job_id = fake_job("dlq", Status.FALLBACK_REQUESTED, fallback={"retry_at": time.time() + 3600})
+    job_id = fake_job("dlq", Status.FALLBACK_REQUESTED, fallback=FallbackRun(retry_at=time.time() + 3600))
     attributes = {"job_id": job_id, "CloudPubSubDeadLetterSourceSubscription": "fallback-launcher-trigger",
                   "CloudPubSubDeadLetterSourceDeliveryCount": "5"}
     cloud.publish("dead-letters", json.dumps({"job_id": job_id}).encode(), **attributes)
@@ -393,12 +395,12 @@ def test_completion_knows_who_rendered_without_render_json_and_spares_the_vertex
                                         replica_count=1, container_spec=container)
     vertex_job = clients.job_client().create_custom_job(parent=cfg.vertex_parent, custom_job=aiplatform_v1.CustomJob(
         display_name="delivering", job_spec=aiplatform_v1.CustomJobSpec(worker_pool_specs=[pool])))
-    job_id = fake_job("report", Status.PRIMARY_RUNNING, primary={"custom_job": vertex_job.name})
+    job_id = fake_job("report", Status.PRIMARY_RUNNING, primary=PrimaryRun(custom_job=vertex_job.name))
     blob = clients.storage_client().bucket(cfg.output_bucket).blob(layout.video_object(job_id))
     blob.metadata = {layout.VIDEO_REPORT_METADATA: json.dumps({"rendered_by": "vertex", "frames": 90})}
     blob.upload_from_string(b"video")  # the finalize event completes the job; render.json is not there yet
     wait_until(lambda: status_of(job_id) is Status.SUCCEEDED, timeout_s=20, what="succeeded")
-    assert store().get(job_id).result["rendered_by"] == "vertex"
+    assert store().get(job_id).result.rendered_by == "vertex"
     time.sleep(1)
     assert clients.job_client().get_custom_job(name=vertex_job.name).state.name != "JOB_STATE_CANCELLED"
     report = json.loads(clients.storage_client().bucket(cfg.output_bucket).blob(layout.render_report_object(job_id)).download_as_bytes())
@@ -416,7 +418,7 @@ def test_a_rate_limited_insert_is_retried_in_the_same_zone(cloud, outcomes, faul
     job_id = submit(cloud, job_dir)
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded", outcome
-    assert store().get(job_id).fallback["zone"] == zone
+    assert store().get(job_id).fallback.zone == zone
 
 
 def test_errors_another_zone_can_fix_move_the_launch_on(cloud, outcomes, faults, job_dir) -> None:
@@ -428,8 +430,8 @@ def test_errors_another_zone_can_fix_move_the_launch_on(cloud, outcomes, faults,
     outcome = outcomes.wait(job_id)
     assert outcome["status"] == "succeeded", outcome
     state = store().get(job_id)
-    assert state.fallback["zone"] not in zones[:2]
-    assert [t["kind"] for t in state.fallback["tried"]][:2] == ["zone", "zone"]
+    assert state.fallback.zone not in zones[:2]
+    assert [t["kind"] for t in state.fallback.tried][:2] == ["zone", "zone"]
 
 
 # ------------------------------------------------------------ 9: object names are untrusted paths
@@ -462,12 +464,12 @@ def test_a_lost_vms_reservation_shrinks_to_what_it_ran_before_the_relaunch(cloud
     from functions import memory
     from functions.watchdog import check_job
 
-    job_id = fake_job("settle", Status.VM_RUNNING, fallback={
-        "attempt": 1, "instance": "fr-gone-a1", "zone": "us-central1-a", "provisioning": "on-demand",
-        "price_per_hour": 1.0, "estimated_cost_usd": 0.5, "launched_at": time.time() - 36})
+    job_id = fake_job("settle", Status.VM_RUNNING, fallback=FallbackRun(
+        attempt=1, instance="fr-gone-a1", zone="us-central1-a", provisioning="on-demand",
+        price_per_hour=1.0, estimated_cost_usd=0.5, launched_at=time.time() - 36))
     memory.reserve_spend(f"{job_id}/a1", 0.5, 50.0)
     check_job(store().get(job_id))  # the VM is gone without a video: relaunch (or the cloud's own watchdog did)
-    wait_until(lambda: store().get(job_id).fallback.get("attempt") == 2, timeout_s=10, what="relaunched")
+    wait_until(lambda: store().get(job_id).fallback.attempt == 2, timeout_s=10, what="relaunched")
     assert memory.spent_today_usd() < 0.05  # about 36 s at $1/h, not the $0.50 estimate
     from functions.jobs import fail_job
 

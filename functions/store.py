@@ -1,0 +1,235 @@
+"""Job state and the fleet's memory in Firestore (native mode), changed only in transactions.
+
+One document per job (``jobs/<job_id>``, its fields named in ``state.py``).
+Every change has the shape it had when state was a GCS object changed by
+compare-and-swap on its generation: a *change function* gets a private copy of the current state
+and returns the new one, or None to leave it. It runs inside a Firestore
+transaction, so two deliveries of the same event race, one commits, the other
+runs again on what the first wrote and finds nothing left to do. It may run
+several times: it must have no side effects.
+
+:func:`transact` is the primitive (any documents, read and written together);
+:class:`StateStore` the job documents and the queries the product needs. Each
+query that needs a composite index names it in :data:`QUERIES`, and
+``infra/firestore/indexes.json`` declares them for the deployment (a test keeps
+the two in step).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from google.api_core.exceptions import Aborted, Conflict, FailedPrecondition, NotFound
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from functions.state import JobState
+
+JOBS = "jobs"
+# Enough for ten writers on one document (the benchmark's contention case); the
+# backoff between tries spreads them out.
+TRANSACTION_ATTEMPTS = 30
+
+Docs = list[dict[str, Any] | None]
+
+
+# What a conditional write that lost the race gets: changed since read (FAILED_PRECONDITION),
+# created meanwhile (ALREADY_EXISTS), deleted meanwhile (NOT_FOUND), or aborted by a concurrent commit.
+_LOST_RACE = (FailedPrecondition, Conflict, NotFound, Aborted)
+
+
+class ContentionError(RuntimeError):
+    """A transaction lost to other writers every time it tried."""
+
+
+def transact(
+    db: firestore.Client, refs: Sequence[firestore.DocumentReference], change: Callable[[Docs], Docs | None]
+) -> tuple[Docs, bool]:
+    """Read ``refs`` and write what ``change`` makes of them, atomically.
+
+    ``change`` gets each document's data (None where it does not exist) and
+    returns the new data for each (None: leave that one as it is), or None to
+    change nothing. Returns ``(the documents as they are now, changed)``.
+
+    The transaction is optimistic: the documents are read, and the writes are
+    committed as one batch in which each write is conditional on its document
+    being exactly as read (its update time; or absent, for a new one). If any
+    was changed meanwhile, nothing is written and it runs again, after a short
+    jittered wait, on what the winner wrote. Firestore's read-write
+    transactions would lock the documents instead, and under contention its
+    emulator lets racing transactions wait on each other's locks until all of
+    them fail with "Transaction lock timeout" (firebase-tools issues 6758,
+    8105, 8300; seen here: 10 writers, 20 of 100 updates in 70 s). A
+    precondition is the same guarantee on both, without locks.
+    """
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        snapshots = list(db.get_all(refs))
+        by_path = {snapshot.reference.path: snapshot for snapshot in snapshots}
+        ordered = [by_path[ref.path] for ref in refs]
+        current: Docs = [snapshot.to_dict() if snapshot.exists else None for snapshot in ordered]
+        proposed = change([None if doc is None else dict(doc) for doc in current])
+        if proposed is None or all(doc is None for doc in proposed):
+            return current, False
+        batch = db.batch()
+        for snapshot, doc in zip(ordered, proposed):
+            if doc is None:
+                continue
+            if snapshot.exists:  # every field is written, so this replaces the document
+                batch.update(snapshot.reference, doc, option=db.write_option(last_update_time=snapshot.update_time))
+            else:
+                batch.create(snapshot.reference, doc)
+        try:
+            batch.commit()
+        except _LOST_RACE:
+            time.sleep(min(0.01 * (attempt + 1), 0.2) * random.uniform(0.5, 1.5))
+            continue
+        return [new if new is not None else old for old, new in zip(current, proposed)], True
+    raise ContentionError(f"{[ref.path for ref in refs]}: gave up after {TRANSACTION_ATTEMPTS} tries lost to other writers")
+
+
+@dataclass(frozen=True)
+class IndexedQuery:
+    """A query the product runs, and the composite index it needs (None: single-field indexes suffice)."""
+
+    name: str
+    purpose: str
+    index: tuple[tuple[str, str], ...] | None  # (field, ASCENDING|DESCENDING) in order
+
+
+QUERIES = (
+    IndexedQuery("active", "the watchdog: every unfinished job, the longest unchanged first",
+                 (("active", "ASCENDING"), ("updated_at", "ASCENDING"))),
+    IndexedQuery("newest", "operators: jobs by last change, newest first, a page at a time",
+                 (("updated_at", "DESCENDING"), ("job_id", "DESCENDING"))),
+    IndexedQuery("by_status", "operators: jobs in one status, newest first, a page at a time",
+                 (("status", "ASCENDING"), ("updated_at", "DESCENDING"), ("job_id", "DESCENDING"))),
+    IndexedQuery("by_day", "reports: the jobs created on each day in a range, with method, GPU and costs", None),
+)
+
+# Fields never queried, exempt from Firestore's automatic single-field indexes
+# (each indexed value costs a write and storage; a timeline can hold hundreds).
+UNINDEXED_FIELDS = ("history", "primary.previous", "fallback.tried", "fallback.previous", "fallback.why", "result.report")
+TTL_FIELD = "expire_at"
+
+
+def index_config(collection: str = JOBS) -> dict[str, Any]:
+    """The Firestore index configuration (``firestore.indexes.json`` format) these queries need.
+
+    ``infra/firestore/indexes.json`` holds it for the deployment; a test checks
+    they agree. It also enables the TTL policy on ``expire_at``.
+    """
+    return {
+        "indexes": [
+            {"collectionGroup": collection, "queryScope": "COLLECTION",
+             "fields": [{"fieldPath": name, "order": order} for name, order in query.index]}
+            for query in QUERIES if query.index
+        ],
+        "fieldOverrides": [
+            {"collectionGroup": collection, "fieldPath": TTL_FIELD, "ttl": True, "indexes": []},
+            *({"collectionGroup": collection, "fieldPath": name, "indexes": []} for name in UNINDEXED_FIELDS),
+        ],
+    }
+
+
+# What a report needs of each job: read as a projection, not the whole document.
+REPORT_FIELDS = ("job_id", "status", "day", "method", "created_at", "updated_at", "video_length_s",
+                 "primary.machine_type", "primary.failure", "fallback.gpu", "fallback.provisioning",
+                 "fallback.estimated_cost_usd", "fallback.launched_at", "fallback.previous", "result.rendered_by",
+                 "result.cost_usd", "result.wall_s", "result.video_s")
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[JobState]
+    cursor: str | None  # pass it back for the next page; None: this was the last
+
+
+class StateStore:
+    """Job documents: read, changed in transactions, and queried."""
+
+    def __init__(self, db: firestore.Client, *, retention_days: float = 90.0, collection: str = JOBS) -> None:
+        self._db = db
+        self._jobs = db.collection(collection)
+        self._retention_days = retention_days
+
+    @property
+    def db(self) -> firestore.Client:
+        return self._db
+
+    def ref(self, job_id: str) -> firestore.DocumentReference:
+        return self._jobs.document(job_id)
+
+    def get(self, job_id: str) -> JobState | None:
+        snapshot = self.ref(job_id).get()
+        return JobState.from_document(snapshot.to_dict()) if snapshot.exists else None
+
+    def update(self, job_id: str, change: Callable[[JobState | None], JobState | None]) -> tuple[JobState | None, bool]:
+        """Apply ``change`` to the job's state in one transaction; returns ``(state, changed)``.
+
+        ``change`` gets a private copy of the current state (None if the job is
+        unknown) and returns the new state, or None to leave it as it is.
+        """
+        state, _, changed = self.update_with(job_id, None, lambda current, _: (change(current), None))
+        return state, changed
+
+    def update_with(
+        self,
+        job_id: str,
+        other: firestore.DocumentReference | None,
+        change: Callable[[JobState | None, dict[str, Any] | None], tuple[JobState | None, dict[str, Any] | None]],
+    ) -> tuple[JobState | None, dict[str, Any] | None, bool]:
+        """Change the job and one other document (say, the day's spend) in the same transaction.
+
+        ``change(state, other_doc)`` returns ``(new state or None, new other_doc or None)``.
+        Returns ``(state, other_doc, changed)`` as they are now.
+        """
+        refs = [self.ref(job_id)] + ([other] if other is not None else [])
+
+        def on_docs(docs: Docs) -> Docs | None:
+            state = JobState.from_document(docs[0]) if docs[0] is not None else None
+            new_state, new_other = change(state, docs[1] if other is not None else None)
+            new_job = new_state.to_document(self._retention_days) if new_state is not None else None
+            return [new_job] + ([new_other] if other is not None else [])
+
+        docs, changed = transact(self._db, refs, on_docs)
+        state = JobState.from_document(docs[0]) if docs[0] is not None else None
+        return state, (docs[1] if other is not None else None), changed
+
+    # ---------------------------------------------------------- queries
+
+    def active(self) -> Iterator[JobState | ValueError]:
+        """Every unfinished job, the longest unchanged first (the watchdog's pass).
+
+        A document that is not a valid state is yielded as its ValueError, so
+        one bad document cannot stop the pass.
+        """
+        query = self._jobs.where(filter=FieldFilter("active", "==", True)).order_by("updated_at")
+        for snapshot in query.stream():
+            try:
+                yield JobState.from_document(snapshot.to_dict())
+            except ValueError as err:
+                yield err
+
+    def newest(self, limit: int = 50, cursor: str | None = None, status: str | None = None) -> Page:
+        """Jobs by last change, newest first; ``cursor`` (from the previous page) continues after it."""
+        query = self._jobs
+        if status is not None:
+            query = query.where(filter=FieldFilter("status", "==", status))
+        query = query.order_by("updated_at", direction=firestore.Query.DESCENDING).order_by(
+            "job_id", direction=firestore.Query.DESCENDING)
+        if cursor:
+            updated_at, _, job_id = cursor.partition("|")
+            query = query.start_after({"updated_at": updated_at, "job_id": job_id})
+        jobs = [JobState.from_document(s.to_dict()) for s in query.limit(limit).stream()]
+        more = len(jobs) == limit
+        return Page(jobs, f"{jobs[-1].updated_at}|{jobs[-1].job_id}" if more and jobs else None)
+
+    def by_day(self, first_day: str, last_day: str | None = None) -> list[dict[str, Any]]:
+        """The report fields (:data:`REPORT_FIELDS`) of every job created from ``first_day`` to ``last_day`` (YYYY-MM-DD)."""
+        query = self._jobs.where(filter=FieldFilter("day", ">=", first_day))
+        if last_day is not None:
+            query = query.where(filter=FieldFilter("day", "<=", last_day))
+        return [s.to_dict() for s in query.select(list(REPORT_FIELDS)).stream()]

@@ -1,0 +1,159 @@
+"""The Firestore store on the official emulator: transactions under races, and the queries the product runs."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from functions.state import JobState, Status
+from functions.store import StateStore, transact
+
+
+def _create(job_id: str, status: Status = Status.RECEIVED, created_at: str | None = None):
+    def change(state: JobState | None) -> JobState | None:
+        if state is not None:
+            return None
+        new = JobState(job_id=job_id, status=Status.RECEIVED, **({"created_at": created_at} if created_at else {}))
+        if status is not Status.RECEIVED:
+            new.move_to(status, "test")
+        return new
+
+    return change
+
+
+def test_racing_writers_lose_no_update(store: StateStore) -> None:
+    store.update("race", _create("race"))
+
+    def bump(state: JobState | None) -> JobState:
+        state.dead_letters += 1
+        return state
+
+    threads = [threading.Thread(target=lambda: [store.update("race", bump) for _ in range(10)]) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.get("race").dead_letters == 100
+
+
+def test_of_racing_creates_exactly_one_wins(store: StateStore) -> None:
+    created: list[bool] = []
+    threads = [threading.Thread(target=lambda: created.append(store.update("once", _create("once"))[1])) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created) == [False] * 7 + [True]
+
+
+def test_a_change_that_raises_writes_nothing(store: StateStore) -> None:
+    store.update("raises", _create("raises"))
+
+    def broken(state: JobState | None) -> JobState:
+        state.error = "half-done"
+        raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        store.update("raises", broken)
+    assert store.get("raises").error is None
+
+
+def test_the_job_and_another_document_change_in_one_commit(store: StateStore) -> None:
+    store.update("pair", _create("pair"))
+    other = store.db.collection("spend").document("pair-day")
+
+    def reserve(state, doc):
+        state.fallback.reserved_usd = 1.0
+        return state, {"launches": {"pair/a1": 1.0}}
+
+    state, doc, changed = store.update_with("pair", other, reserve)
+    assert changed and state.fallback.reserved_usd == 1.0 and other.get().to_dict() == doc == {"launches": {"pair/a1": 1.0}}
+    # Both sides refuse: nothing is written, and the documents come back as they are.
+    state, doc, changed = store.update_with("pair", other, lambda s, d: (None, None))
+    assert not changed and doc == {"launches": {"pair/a1": 1.0}}
+
+
+def test_transact_reads_absent_documents_as_none_and_creates_them(store: StateStore) -> None:
+    refs = [store.db.collection("fleet").document("t-a"), store.db.collection("fleet").document("t-b")]
+    seen: list = []
+    docs, changed = transact(store.db, refs, lambda docs: (seen.append(docs), [{"n": 1}, None])[1])
+    assert seen[0] == [None, None] and changed and docs == [{"n": 1}, None]
+    assert refs[0].get().to_dict() == {"n": 1} and not refs[1].get().exists
+
+
+def test_the_watchdog_query_returns_unfinished_jobs_and_finished_ones_still_owing_work(store: StateStore) -> None:
+    store.update("w-running", _create("w-running", Status.VM_RUNNING))
+    store.update("w-owed", _create("w-owed", Status.SUCCEEDED))  # not yet cleaned up and announced
+    store.update("w-done", _create("w-done", Status.FAILED))
+
+    def finished(state):
+        state.cleaned_up = state.outcome_published = True
+        return state
+
+    store.update("w-done", finished)
+    ids = [s.job_id for s in store.active() if not isinstance(s, ValueError)]
+    assert "w-running" in ids and "w-owed" in ids and "w-done" not in ids
+
+
+def test_an_unreadable_document_is_reported_not_fatal_to_the_pass(store: StateStore) -> None:
+    store.update("w-good", _create("w-good", Status.VM_RUNNING))
+    store.db.collection("jobs").document("w-broken").set({"job_id": "w-broken", "status": "???", "active": True,
+                                                           "updated_at": "2000-01-01T00:00:00+00:00"})
+    results = list(store.active())
+    assert any(isinstance(r, ValueError) and "w-broken" in str(r) for r in results)
+    assert any(not isinstance(r, ValueError) for r in results)
+
+
+def test_pages_of_newest_jobs_cover_every_job_once_in_order(store: StateStore) -> None:
+    for i in range(7):
+        store.update(f"p-{i}", _create(f"p-{i}", Status.PRIMARY_SUBMITTED))
+    seen, cursor = [], None
+    while True:
+        page = store.newest(limit=3, cursor=cursor, status="primary_submitted")
+        seen += [job.job_id for job in page.jobs]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    stamps = [store.get(job_id).updated_at for job_id in seen]
+    assert sorted(seen) == [f"p-{i}" for i in range(7)] and stamps == sorted(stamps, reverse=True)
+
+
+def test_the_report_query_reads_a_range_of_days_with_its_fields(store: StateStore) -> None:
+    now = datetime.now(timezone.utc)
+    old = (now - timedelta(days=20)).isoformat(timespec="milliseconds")
+    store.update("d-old", _create("d-old", Status.SUCCEEDED, created_at=old))
+    store.update("d-new", _create("d-new", Status.SUCCEEDED))
+    week_ago = (now - timedelta(days=7)).date().isoformat()
+    rows = {row["job_id"]: row for row in store.by_day(week_ago)}
+    assert "d-new" in rows and "d-old" not in rows
+    assert rows["d-new"]["method"] == "vertex" and "history" not in rows["d-new"]
+
+
+def test_reservations_racing_at_the_budget_edge_agree_with_their_jobs(store: StateStore) -> None:
+    """Ten launches, room for four: exactly four jobs hold a reservation, and the day's spend holds exactly theirs."""
+    from functions.memory import with_reservation
+
+    spend = store.db.collection("spend").document("edge-day")
+    for i in range(10):
+        store.update(f"edge-{i}", _create(f"edge-{i}", Status.FALLBACK_REQUESTED))
+
+    def launch(i: int) -> None:
+        def change(state, doc):
+            new_doc, ok, _ = with_reservation(doc, f"edge-{i}/a1", 1.0, daily_usd=4.0)
+            if not ok:
+                return None, None
+            state.fallback.reserved_usd = 1.0
+            state.move_to(Status.VM_LAUNCHING, "reserved")
+            return state, new_doc
+
+        store.update_with(f"edge-{i}", spend, change)
+
+    threads = [threading.Thread(target=launch, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    holding = {f"edge-{i}/a1" for i in range(10) if store.get(f"edge-{i}").fallback.reserved_usd}
+    assert len(holding) == 4 and set(spend.get().to_dict()["launches"]) == holding
