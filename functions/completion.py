@@ -37,8 +37,8 @@ def complete_from_output(object_name: str, generation: str | None = None) -> Job
     video_uri = f"gs://{cfg.output_bucket}/{object_name}"
 
     def succeed(state: JobState | None) -> JobState | None:
-        if state is None or state.status is Status.SUCCEEDED:
-            return None
+        if state is None or state.status in (Status.SUCCEEDED, Status.CANCELLED):
+            return None  # delivered already; or an operator cancelled it: a late video changes nothing
         # A video beats an earlier verdict: if a watchdog gave up on a job
         # whose VM then delivered, the user still gets the video (and hears so).
         if state.status is Status.FAILED:

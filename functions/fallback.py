@@ -136,10 +136,20 @@ class _Launch:
         self.blocked: list[Block] = memory.known_blocks() if state.fallback.launch_pass == 1 else []
 
     def plan(self, blocked: list[Block] | None = None) -> Decision:
-        cfg = clients.config()
-        return select(catalog(), self.state.video_length_s or 0.0, deadline_s=_time_left_s(self.state), spot=cfg.use_spot,
-                      preemptions_so_far=self.state.fallback.preemptions,
-                      blocked=self.blocked if blocked is None else blocked, learned=self.learned)
+        cfg, fb = clients.config(), self.state.fallback
+        spot = cfg.use_spot if fb.pinned_provisioning is None else fb.pinned_provisioning == "spot"
+        return select(catalog(), self.state.video_length_s or 0.0, deadline_s=_time_left_s(self.state), spot=spot,
+                      preemptions_so_far=fb.preemptions, learned=self.learned,
+                      blocked=[*(self.blocked if blocked is None else blocked), *self.pinned()])
+
+    def pinned(self) -> list[Block]:
+        """An operator's choice (``avmonitor launch --gpu/--spot/--on-demand``), as blocks on everything else."""
+        fb = self.state.fallback
+        blocks = [Block(gpu=g, reason=f"the operator asked for {fb.pinned_gpu}") for g in catalog().gpus
+                  if fb.pinned_gpu and g != fb.pinned_gpu]
+        if fb.pinned_provisioning == "spot":
+            blocks += [Block(gpu=g, provisioning="on-demand", reason="the operator asked for Spot") for g in catalog().gpus]
+        return blocks
 
     def run_pass(self, decision: Decision, reserved: bool, others: float) -> JobState | None:
         cfg, job_id, fb = clients.config(), self.job_id, self.state.fallback

@@ -154,11 +154,11 @@ def retry_primary(job_id: str, reason: str, *, kind: str, custom_job: str) -> Jo
     def change(state: JobState | None) -> JobState | None:
         if state is None or state.status not in PRIMARY_STATES or not about_current_primary(state, custom_job):
             return None
-        attempt = state.primary.attempt
-        if attempt >= clients.config().primary_max_attempts:
+        attempt, first = state.primary.attempt, state.primary.first_attempt
+        if attempt - first + 1 >= clients.config().primary_max_attempts:
             return None
         previous = [*state.primary.previous, {"custom_job": custom_job, "error": reason}]
-        state.primary = PrimaryRun(attempt=attempt + 1, previous=previous)
+        state.primary = PrimaryRun(attempt=attempt + 1, first_attempt=first, previous=previous)
         state.move_to(Status.RECEIVED, f"{reason}: submitting to Vertex AI again", attempt=attempt + 1)
         return state
 

@@ -59,7 +59,7 @@ def outcome_message(state: JobState) -> tuple[str, dict]:
         body = {"job_id": state.job_id, "status": "succeeded", "video": state.result.video,
                 "rendered_by": state.result.rendered_by}
         return cfg.topic_completed, body
-    return cfg.topic_failed, {"job_id": state.job_id, "status": "failed", "reason": state.error}
+    return cfg.topic_failed, {"job_id": state.job_id, "status": state.status.value, "reason": state.error}
 
 
 def publish_outcome(state: JobState) -> JobState:
@@ -98,14 +98,15 @@ def publish_outcome(state: JobState) -> JobState:
 def clean_up(state: JobState) -> JobState:
     """Delete the job's VM and cancel a primary still running; both may be gone already."""
     cfg = clients.config()
-    done = True
+    done, vm_gone_at = True, None
     instance, zone = state.fallback.instance, state.fallback.zone
     if instance and zone:
         try:
             clients.instances_client().delete(project=cfg.project, zone=zone, instance=instance)
+            vm_gone_at = time.time()
             log.info("fallback VM deleted", job_id=state.job_id, instance=instance)
         except NotFound:
-            pass  # it deleted itself, as it should
+            vm_gone_at = time.time()  # it deleted itself, as it should (at this time at the latest)
         except GoogleAPICallError as err:
             done = False
             log.warning("could not delete the fallback VM; retried later", job_id=state.job_id, error=str(err))
@@ -129,6 +130,8 @@ def clean_up(state: JobState) -> JobState:
         if current is None or not current.status.terminal or current.cleaned_up:
             return None
         current.cleaned_up = True
+        if vm_gone_at is not None and current.fallback.instance == instance:
+            current.fallback.deleted_at = current.fallback.deleted_at or vm_gone_at  # the end of its billed life
         return current
 
     marked, _ = _store().update(state.job_id, mark)

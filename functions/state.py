@@ -38,10 +38,11 @@ class Status(str, enum.Enum):
     VM_RUNNING = "vm_running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by an operator (avmonitor cancel): nothing more is rendered
 
     @property
     def terminal(self) -> bool:
-        return self in (Status.SUCCEEDED, Status.FAILED)
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 
 # Forward order: a stale or reordered event can never move a job backwards.
@@ -49,7 +50,7 @@ _RANK = {status: rank for rank, status in enumerate(Status)}
 PRIMARY_STATES = (Status.RECEIVED, Status.PRIMARY_SUBMITTING, Status.PRIMARY_SUBMITTED, Status.PRIMARY_RUNNING)
 ACTIVE_STATES = tuple(status for status in Status if not status.terminal)
 # Why the primary handed the job to a VM while it may still deliver: a hedge, not a failover.
-HEDGE_FAILURES = ("queued", "overrun")
+HEDGE_FAILURES = ("queued", "overrun", "manual")
 
 
 def now_iso() -> str:
@@ -110,6 +111,7 @@ class PrimaryRun(_Section):
     """The job on Vertex AI."""
 
     attempt: int = 1
+    first_attempt: int = 1  # this run's first (an operator's retry starts a new run; numbers never repeat)
     claim: Claim | None = None  # the delivery creating the Vertex job now
     custom_job: str | None = None  # projects/.../customJobs/ID once created
     machine_type: str | None = None
@@ -124,6 +126,7 @@ class FallbackRun(_Section):
     """The job's fallback VM: the current attempt, and the attempts before it."""
 
     attempt: int = 1
+    first_attempt: int = 1  # this run's first (VM names and request ids use the attempt: numbers never repeat)
     claim: Claim | None = None  # the delivery launching it now
     launch_pass: int = 1  # passes over every option (with a backoff between them)
     retry_at: float | None = None  # backing off until then (epoch seconds)
@@ -137,11 +140,14 @@ class FallbackRun(_Section):
     machine_type: str | None = None
     why: str | None = None  # the selector's reasons for this VM
     launched_at: float | None = None  # epoch seconds: the insert succeeded
+    deleted_at: float | None = None  # epoch seconds: the VM was deleted (or found gone) after the job ended
     estimated_runtime_s: float | None = None
     estimated_cost_usd: float | None = None
     price_per_hour: float | None = None
     reserved_usd: float | None = None  # what this attempt holds of the day's budget
     hedge_failed: str | None = None  # a hedge that could not launch: why (the primary went on)
+    pinned_gpu: str | None = None  # an operator's choice (avmonitor launch --gpu)
+    pinned_provisioning: str | None = None  # an operator's choice: "spot" or "on-demand"
     previous: list[dict[str, Any]] = field(default_factory=list)  # ended attempts: attempt, instance, zone, gpu, provisioning, end
 
 
@@ -184,6 +190,7 @@ class JobState:
     dead_letters: int = 0  # messages about this job that a function failed on until Pub/Sub gave up
     first_dead_letter_at: float | None = None  # when the first of them came (epoch seconds)
     cleaned_up: bool = False  # after a terminal state: the VM deleted, a losing primary cancelled
+    runs: int = 1  # 1, plus one per operator retry
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def move_to(self, status: Status, note: str = "", **details: Any) -> None:

@@ -199,7 +199,7 @@ def _check_vm(state: JobState) -> str | None:
         # way down (preemption kills the renderer first): erring towards on-demand is safe.
         preempted = fb.provisioning == "spot"
         why = "preempted" if preempted else "crashed" if heartbeat is not None and heartbeat.stage == "failed" else "lost"
-    if attempt >= cfg.max_vm_attempts:
+    if attempt - fb.first_attempt + 1 >= cfg.max_vm_attempts:
         detail = f", {heartbeat.error}" if why == "crashed" and heartbeat is not None and heartbeat.error else ""
         fallback_gave_up(state.job_id, f"fallback VM {why} {attempt} times without a video (last: {instance}{detail})",
                          when=still_this_vm)
@@ -223,8 +223,9 @@ def _relaunch(job_id: str, attempt: int, why: str) -> None:
         ended = {"attempt": old.attempt, "instance": old.instance, "zone": old.zone, "gpu": old.gpu,
                  "provisioning": old.provisioning, "launched_at": old.launched_at, "price_per_hour": old.price_per_hour,
                  "ended_at": time.time(), "end": why}
-        state.fallback = FallbackRun(attempt=attempt + 1, preemptions=old.preemptions + (why == "preempted"),
-                                     previous=[*old.previous, ended])
+        state.fallback = FallbackRun(attempt=attempt + 1, first_attempt=old.first_attempt,
+                                     preemptions=old.preemptions + (why == "preempted"), previous=[*old.previous, ended],
+                                     pinned_gpu=old.pinned_gpu, pinned_provisioning=old.pinned_provisioning)
         state.move_to(Status.FALLBACK_REQUESTED, f"VM {old.instance} {why} without a video: relaunching", attempt=attempt + 1)
         return state
 

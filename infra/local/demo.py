@@ -8,9 +8,15 @@
    as the main app does.
 4. Wait for ``render-completed`` (the main pipeline's resume signal), fetch the
    video into ``out/``, check it, and print the job's timeline: each state with
-   its time, the GPU chosen and why, and the estimated cost.
+   its time, the GPU chosen and why, and the estimated cost; then what
+   ``avmonitor status`` and ``avmonitor cost`` say about it.
+5. Leave the local cloud running (in ``.local-cloud``, where ``./avmonitor``
+   and ``make down`` find it), so the operator's view can be tried on it;
+   ``--another`` submits one more job to it and returns at once (then
+   ``./avmonitor watch JOB``).
 
     python -m infra.local.demo [--scenes 6] [--width 1280 --height 720] [--fault quota|timeout|queued|none]
+    python -m infra.local.demo --another [--scenes 12]
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from pathlib import Path
 import av
 
 from common import layout
-from infra.local.cloud import REPO_ROOT, LocalCloud, Ports
-from infra.local.testkit import admin, format_timeline, submit_job
+from infra.local.cloud import REPO_ROOT, LocalCloud, Ports, down, is_running, read_state, resolve_state_dir
+from infra.local.testkit import admin, format_timeline, stage_job, submit_job
 from infra.local.topology import load_topology
 
 
@@ -38,15 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fault", choices=("quota", "timeout", "queued", "none"), default="quota")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "out")
+    parser.add_argument("--another", action="store_true", help="submit one more job to the running cloud and return")
+    parser.add_argument("--stop", action="store_true", help="stop the local cloud at the end")
     args = parser.parse_args(argv)
+    if args.another:
+        return _submit_another(args)
 
     job_id = f"story-{time.strftime('%Y%m%d-%H%M%S')}"
     began = time.monotonic()
     project = os.environ.get("GOOGLE_CLOUD_PROJECT", "fast-render-local")
-    cloud = LocalCloud(project=project, ports=Ports.free(load_topology(project)), state_dir=REPO_ROOT / ".local-cloud" / "demo",
+    state_dir = resolve_state_dir()
+    if down(state_dir):
+        print(f"Stopped the local cloud that was running from {state_dir}", flush=True)
+    cloud = LocalCloud(project=project, ports=Ports.free(load_topology(project)), state_dir=state_dir,
                        tick_every_s=5, extra_env={"VM_WORKER_COMMAND": "python -m render_vm worker"})
     print(f"Starting the local cloud (logs: {cloud.log_dir}) ...", flush=True)
-    with cloud:
+    cloud.start()
+    try:
         print(f"  up in {cloud.up_seconds:.1f} s", flush=True)
         os.environ.update(cloud.env)  # this process is a client of the local cloud, like the main app
         from functions import clients  # noqa: PLC0415 -- after the env points at the local cloud
@@ -78,8 +92,49 @@ def main(argv: list[str] | None = None) -> int:
         video = args.out / f"{job_id}.mp4"
         clients.storage_client().bucket(clients.config().output_bucket).blob(layout.video_object(job_id)).download_to_filename(str(video))
         _print_summary(state, video)
+        _print_operators_view(job_id)
+    finally:
+        if args.stop:
+            cloud.stop()
     print(f"\nmake demo: {time.monotonic() - began:.1f} s in all; the video is {video.relative_to(REPO_ROOT)}")
+    if not args.stop:
+        print("The local cloud is still running: ./avmonitor status | vm-status | cost | health; "
+              "python -m infra.local.demo --another, then ./avmonitor watch JOB; make down stops it.")
     return 0
+
+
+def _print_operators_view(job_id: str) -> None:
+    """What an operator sees of this job: ``avmonitor status`` and its cost line."""
+    from operators.cli import main as avmonitor  # noqa: PLC0415
+
+    print("\n$ avmonitor status --limit 1", flush=True)
+    avmonitor(["status", "--limit", "1"])
+
+
+def _submit_another(args: argparse.Namespace) -> int:
+    """One more story job for the running local cloud (made on the fly, staged, announced); returns at once."""
+    state = read_state(resolve_state_dir())
+    if state is None or not any(is_running(record) for record in state["processes"]):
+        print("no local cloud is running: run make demo (or make up) first", file=sys.stderr)
+        return 1
+    os.environ.update(state["env"])
+    from functions import clients  # noqa: PLC0415 -- after the env points at the local cloud
+    from render_vm.sample_job import make_sample_job  # noqa: PLC0415
+
+    job_id = f"story-{time.strftime('%Y%m%d-%H%M%S')}"
+    with tempfile.TemporaryDirectory() as tmp:
+        job_dir = Path(tmp) / job_id
+        make_sample_job(job_dir, scenes=args.scenes, width=args.width, height=args.height, seconds_per_scene=3.0, job_id=job_id)
+        _stage_and_announce(clients, job_dir)
+    print(f"submitted {job_id}: ./avmonitor watch {job_id}")
+    return 0
+
+
+def _stage_and_announce(clients, job_dir: Path) -> None:
+    """Stage the job's assets and publish its job message, as the main app does."""
+    manifest = json.loads((job_dir / "job.json").read_text())
+    stage_job(clients.storage_client().bucket(clients.config().staging_bucket), job_dir, manifest["job_id"], with_manifest=False)
+    clients.publish("render-jobs", {"manifest": manifest}, job_id=manifest["job_id"])
 
 
 def _wait_for_outcome(cloud: LocalCloud, job_id: str, timeout_s: float) -> dict:

@@ -110,6 +110,8 @@ if [[ "$(cat "$STAMP" 2>/dev/null)" != "$wanted_hash" ]]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt"
     echo "$wanted_hash" >"$STAMP"
 fi
+# The operators' CLI as a console script of the venv (the same as ./avmonitor).
+[[ -L "$VENV/bin/avmonitor" ]] || ln -sf "$REPO/avmonitor" "$VENV/bin/avmonitor"
 
 # ---------------------------------------------------------------- report
 
