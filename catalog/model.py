@@ -36,6 +36,8 @@ _GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
 _ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 _ACCELERATOR = re.compile(r"^nvidia-[a-z0-9-]+$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
+_VERTEX_ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")  # Vertex's AcceleratorType enum names: NVIDIA_TESLA_T4
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 
 
 class CatalogError(ValueError):
@@ -77,6 +79,31 @@ class SpotPolicy:
 
 
 @dataclass(frozen=True)
+class VertexAccelerator:
+    gpu: str  # the catalog GPU it is, for its speed_factor
+    cost_per_hour: float  # USD per GPU per hour, on top of the machine's
+
+
+@dataclass(frozen=True)
+class VertexPricing:
+    """What the primary costs: Vertex AI custom training bills the machine and each GPU per hour, summed."""
+
+    region: str
+    machine_types: dict[str, float]  # machine type -> USD/h
+    accelerators: dict[str, VertexAccelerator]  # Vertex accelerator name (NVIDIA_TESLA_T4) -> its GPU and price
+
+    def price_per_hour(self, machine_type: str | None, accelerator: str | None, count: int = 1) -> float | None:
+        """USD per hour of one replica, None when the catalog does not price this machine or accelerator."""
+        machine = self.machine_types.get(machine_type or "")
+        gpu = self.accelerators.get(accelerator or "")
+        return None if machine is None or gpu is None else machine + gpu.cost_per_hour * count
+
+    def gpu(self, accelerator: str | None) -> str | None:
+        found = self.accelerators.get(accelerator or "")
+        return found.gpu if found else None
+
+
+@dataclass(frozen=True)
 class Catalog:
     """A validated catalog. `gpus` keeps the file's order, which breaks exact ties."""
 
@@ -86,6 +113,7 @@ class Catalog:
     budget: Budget
     spot: SpotPolicy
     source: str  # where it was loaded from, for logs and error messages
+    vertex: VertexPricing | None = None  # None: the catalog prices no Vertex AI machine
 
 
 # Defaults for the optional top-level fields; a catalog only has to list its GPUs.
@@ -95,7 +123,9 @@ DEFAULT_BUDGET = Budget(per_job_usd=5.0, daily_usd=50.0)
 DEFAULT_SPOT = SpotPolicy(max_preemptions=2, segment_s=120.0, default_preemption_rate_per_hour=0.05)
 DEFAULT_BOOT_OVERHEAD_S = 150.0
 
-_TOP_FIELDS = {"version", "baseline_s_per_s", "transfer_overhead_s", "budget", "spot", "gpus"}
+_TOP_FIELDS = {"version", "baseline_s_per_s", "transfer_overhead_s", "budget", "spot", "gpus", "vertex"}
+_VERTEX_FIELDS = {"region", "machine_types", "accelerators"}
+_VERTEX_ACCELERATOR_FIELDS = {"gpu", "cost_per_hour"}
 _BUDGET_FIELDS = {"per_job_usd", "daily_usd"}
 _SPOT_FIELDS = {"max_preemptions", "segment_s", "default_preemption_rate_per_hour"}
 _GPU_REQUIRED = {"accelerator", "machine_type", "speed_factor", "zones"}
@@ -139,8 +169,9 @@ def parse_catalog(data: object, source: str = "<memory>") -> Catalog:
     gpus_data = top["gpus"]
     if not isinstance(gpus_data, dict) or not gpus_data:
         raise CatalogError("catalog: gpus: must be a mapping of GPU names to options, with at least one")
+    gpus = {_gpu_name(name): _parse_gpu(name, spec) for name, spec in gpus_data.items()}
     return Catalog(
-        gpus={_gpu_name(name): _parse_gpu(name, spec) for name, spec in gpus_data.items()},
+        gpus=gpus,
         baseline_s_per_s=_positive(top.get("baseline_s_per_s", DEFAULT_BASELINE_S_PER_S), "baseline_s_per_s"),
         transfer_overhead_s=_non_negative(
             top.get("transfer_overhead_s", DEFAULT_TRANSFER_OVERHEAD_S), "transfer_overhead_s"
@@ -148,6 +179,7 @@ def parse_catalog(data: object, source: str = "<memory>") -> Catalog:
         budget=_parse_budget(top.get("budget", {})),
         spot=_parse_spot(top.get("spot", {})),
         source=source,
+        vertex=_parse_vertex(top["vertex"], gpus) if "vertex" in top else None,
     )
 
 
@@ -198,6 +230,29 @@ def _parse_spot(data: object) -> SpotPolicy:
             "spot.default_preemption_rate_per_hour",
         ),
     )
+
+
+def _parse_vertex(data: object, gpus: dict[str, GpuSpec]) -> VertexPricing:
+    raw = _fields(data, "vertex", required=_VERTEX_FIELDS, optional=set())
+    for key in ("machine_types", "accelerators"):
+        if not isinstance(raw[key], dict) or not raw[key]:
+            raise CatalogError(f"catalog: vertex.{key}: must be a mapping with at least one entry")
+    machine_types = {}
+    for name, price in raw["machine_types"].items():
+        at = f"vertex.machine_types.{name}"
+        machine_types[_matching(name, at, _MACHINE_TYPE, "a machine type like n1-standard-8")] = _positive(price, at)
+    accelerators = {}
+    for name, entry in raw["accelerators"].items():
+        at = f"vertex.accelerators.{name}"
+        _matching(name, at, _VERTEX_ACCELERATOR, "a Vertex AI accelerator type like NVIDIA_TESLA_T4")
+        entry = _fields(entry, at, required=_VERTEX_ACCELERATOR_FIELDS, optional=set())
+        if entry["gpu"] not in gpus:  # its speed is that GPU's speed_factor: a typo must not lose it silently
+            raise CatalogError(f"catalog: {at}.gpu: must be one of the catalog's GPUs ({', '.join(gpus)}), "
+                               f"got {entry['gpu']!r}")
+        accelerators[name] = VertexAccelerator(gpu=entry["gpu"],
+                                               cost_per_hour=_positive(entry["cost_per_hour"], f"{at}.cost_per_hour"))
+    region = _matching(raw["region"], "vertex.region", _REGION, "a region like us-central1")
+    return VertexPricing(region=region, machine_types=machine_types, accelerators=accelerators)
 
 
 # ---------------------------------------------------------------- environment
