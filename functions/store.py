@@ -135,10 +135,14 @@ def index_config(collection: str = JOBS) -> dict[str, Any]:
 
 
 # What a report needs of each job: read as a projection, not the whole document.
-REPORT_FIELDS = ("job_id", "status", "day", "method", "created_at", "updated_at", "video_length_s",
-                 "primary.machine_type", "primary.failure", "fallback.gpu", "fallback.provisioning",
-                 "fallback.estimated_cost_usd", "fallback.launched_at", "fallback.previous", "result.rendered_by",
-                 "result.cost_usd", "result.wall_s", "result.video_s")
+REPORT_FIELDS = (
+    "job_id", "status", "day", "method", "created_at", "updated_at", "video_length_s", "cleaned_up",
+    "primary.custom_job", "primary.previous", "primary.machine_type", "primary.accelerator", "primary.failure",
+    "fallback.instance", "fallback.attempt", "fallback.gpu", "fallback.provisioning", "fallback.price_per_hour",
+    "fallback.launched_at", "fallback.deleted_at", "fallback.estimated_cost_usd", "fallback.previous",
+    "fallback.preemptions", "fallback.hedge_failed",
+    "result.rendered_by", "result.gpu", "result.wall_s", "result.worker_wall_s", "result.video_s", "result.cost_usd",
+)
 
 
 @dataclass(frozen=True)

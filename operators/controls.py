@@ -92,10 +92,19 @@ def retry(job_id: str, *, operator: str) -> dict[str, Any]:
             raise ConflictError(f"job {job_id} is {state.status.value}: only a failed or cancelled job can be retried")
         # Attempt numbers go on from the last run: VM names and request ids are
         # made from them, and must never repeat (a reused request id returns the old operation).
-        state.primary = PrimaryRun(attempt=state.primary.attempt + 1, first_attempt=state.primary.attempt + 1,
-                                   previous=state.primary.previous)
-        next_vm = state.fallback.attempt + 1
-        state.fallback = FallbackRun(attempt=next_vm, first_attempt=next_vm, previous=state.fallback.previous)
+        # The last run's Vertex job and VM go into the attempts before, so their cost is still counted.
+        old_primary, old_vm = state.primary, state.fallback
+        primary_before = [*old_primary.previous, *([{"custom_job": old_primary.custom_job, "error": old_primary.error}]
+                                                   if old_primary.custom_job else [])]
+        vm_before = [*old_vm.previous, *([{"attempt": old_vm.attempt, "instance": old_vm.instance, "zone": old_vm.zone,
+                                           "gpu": old_vm.gpu, "provisioning": old_vm.provisioning,
+                                           "launched_at": old_vm.launched_at, "price_per_hour": old_vm.price_per_hour,
+                                           "ended_at": old_vm.deleted_at, "end": state.status.value}]
+                                         if old_vm.instance else [])]
+        state.primary = PrimaryRun(attempt=old_primary.attempt + 1, first_attempt=old_primary.attempt + 1,
+                                   previous=primary_before)
+        next_vm = old_vm.attempt + 1
+        state.fallback = FallbackRun(attempt=next_vm, first_attempt=next_vm, previous=vm_before)
         state.result, state.error, state.runs = RenderResult(), None, state.runs + 1
         state.outcome_published, state.outcome_claim, state.cleaned_up = False, None, False
         state.dead_letters, state.first_dead_letter_at = 0, None

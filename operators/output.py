@@ -27,7 +27,10 @@ def fail(message: str) -> int:
 
 
 def usd(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.2f}" if value >= 0.01 else f"${value:.4f}"
+    if value is None:
+        return "-"
+    sign, value = ("-" if value < 0 else ""), abs(value)
+    return f"{sign}${value:,.2f}" if value >= 0.01 else f"{sign}${value:.4f}"
 
 
 def duration(seconds: float | None) -> str:

@@ -51,10 +51,11 @@ def _submit(cloud, job_dir: Path) -> str:
     return submit_job(cloud, clients.storage_client().bucket(clients.config().staging_bucket), job_dir)
 
 
-def _status_of(job_id: str) -> str:
+def _status_of(job_id: str) -> str | None:
     from functions.jobs import store
 
-    return store().get(job_id).status.value
+    state = store().get(job_id)
+    return state.status.value if state else None  # None until intake has recorded it
 
 
 def test_status_and_show_tell_a_vertex_job_from_a_fallback_one(cloud, outcomes, vertex, job_dir, another_job_dir) -> None:
@@ -101,7 +102,7 @@ def test_cancel_of_a_running_job_deletes_its_vm_and_tells_the_main_app(cloud, ou
     vertex(mode="quota")
     compute(hang_after_s=0.5)  # the VM stops making progress: it stays "running" long enough to cancel
     job_id = _submit(cloud, job_dir)
-    wait_until(lambda: _status_of(job_id) == "vm_running", timeout_s=60, what="on a VM")
+    wait_until(lambda: _status_of(job_id) == "vm_running", timeout_s=60)
     result = avmonitor(cloud, "cancel", job_id)
     assert result.returncode == 0, result.stderr
     outcome = outcomes.wait(job_id, timeout_s=30)
@@ -109,7 +110,7 @@ def test_cancel_of_a_running_job_deletes_its_vm_and_tells_the_main_app(cloud, ou
     vms = [i for i in admin(cloud.env["COMPUTE_API_ENDPOINT"], "instances")["instances"]
            if i.get("labels", {}).get("fast-render-job") == job_id]
     wait_until(lambda: all(i["deleted"] for i in admin(cloud.env["COMPUTE_API_ENDPOINT"], "instances")["instances"]
-                           if i.get("labels", {}).get("fast-render-job") == job_id), timeout_s=20, what="VM deleted")
+                           if i.get("labels", {}).get("fast-render-job") == job_id), timeout_s=20)
     assert vms
     again = avmonitor(cloud, "cancel", job_id)
     assert again.returncode == 1 and "already cancelled" in again.stderr
@@ -130,7 +131,7 @@ def test_retry_of_a_failed_job_ends_with_its_video(cloud, outcomes, vertex, job_
     vertex(mode="ok")
     running = avmonitor(cloud, "retry", "--json", job_id)
     assert running.returncode == 0, running.stderr
-    wait_until(lambda: _status_of(job_id) == "succeeded", timeout_s=90, what="succeeded after the retry")
+    wait_until(lambda: _status_of(job_id) == "succeeded", timeout_s=90)
     detail = as_json(cloud, "show", job_id)
     assert detail["video"] and any("ops@example.com retried" in e["note"] for e in detail["timeline"])
     refused = avmonitor(cloud, "retry", job_id)
@@ -140,7 +141,7 @@ def test_retry_of_a_failed_job_ends_with_its_video(cloud, outcomes, vertex, job_
 def test_watch_shows_a_bar_advancing_and_ends_when_the_job_does(cloud, outcomes, vertex, long_job_dir) -> None:
     vertex(mode="quota")
     job_id = _submit(cloud, long_job_dir)
-    wait_until(lambda: _status_of(job_id) in ("vm_running", "succeeded"), timeout_s=60, what="on a VM")
+    wait_until(lambda: _status_of(job_id) in ("vm_running", "succeeded"), timeout_s=60)
     screen, code = _run_in_terminal(cloud, ["watch", job_id], timeout_s=120)
     assert code == 0, screen[-2000:]
     percents = [float(p) for p in __import__("re").findall(r"(\d+\.\d)%", screen)]
