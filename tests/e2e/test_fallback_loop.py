@@ -68,6 +68,10 @@ def test_primary_failure_falls_back_to_one_vm_that_deletes_itself(cloud, outcome
     assert state.fallback.gpu and state.fallback.estimated_cost_usd > 0
     [vm] = faults.instances(job_id)
     assert vm["deleted"]
+    # State is in Firestore, the fleet's memory too: the staging bucket holds only the job's files.
+    kept = {blob.name for blob in staging().list_blobs()}
+    assert not [name for name in kept if not name.startswith("jobs/")], kept
+    assert store().get(job_id).to_document(90)["expire_at"] is not None
 
 
 def test_a_job_json_dropped_in_the_bucket_starts_a_render(cloud, outcomes, faults, job_dir, tmp_path) -> None:
