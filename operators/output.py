@@ -22,7 +22,7 @@ def emit(as_json: bool, data: Any, render: Callable[[Any], None]) -> None:
 
 def fail(message: str) -> int:
     """One clear line on stderr; the exit code for it."""
-    errors.print(f"avmonitor: {message}", markup=False)
+    errors.print(f"avmonitor: {message}", markup=False, soft_wrap=True)  # one line, however narrow the terminal
     return 1
 
 

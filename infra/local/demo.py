@@ -107,8 +107,17 @@ def _print_operators_view(job_id: str) -> None:
     """What an operator sees of this job: ``avmonitor status`` and its cost line."""
     from operators.cli import main as avmonitor  # noqa: PLC0415
 
+    from operators.cost import cost_report  # noqa: PLC0415
+    from operators.output import usd  # noqa: PLC0415
+
     print("\n$ avmonitor status --limit 1", flush=True)
     avmonitor(["status", "--limit", "1"])
+    row = next((j for j in cost_report(86400)["jobs"] if j["job_id"] == job_id), None)
+    if row is not None:
+        saving = f", {row['saving_fraction'] * 100:.0f}% less" if row["saving_fraction"] is not None else ""
+        print(f"cost ({job_id}): actual {usd(row['actual_usd'])} (VM {row['vm_s'] or 0:.0f} s, Vertex AI "
+              f"{row['vertex_s'] or 0:.0f} s), estimated {usd(row['estimate_usd'])}; on Vertex AI about "
+              f"{usd(row['vertex_equivalent_usd'])}{saving} (avmonitor cost)")
 
 
 def _submit_another(args: argparse.Namespace) -> int:
