@@ -15,3 +15,4 @@ from functions.handlers import (  # noqa: F401 -- re-exported targets
     submit_primary,
     watchdog_tick,
 )
+from functions.status_api import status_api  # noqa: F401 -- the HTTP function /status

@@ -13,12 +13,17 @@ re-run. ``destroy`` removes what ``apply`` made (the smoke-test environment of
 Vertex AI job-state events reach the ``vertex-events`` topic through a Cloud
 Logging sink with ``VERTEX_SINK_FILTER``; the sink's writer identity needs
 ``roles/pubsub.publisher`` on that topic (printed as the last step).
+
+The HTTP function ``status`` is deployed without unauthenticated access: grant
+``roles/run.invoker`` to who may read it; ``STATUS_OPERATORS`` (in this
+command's environment: emails, comma-separated) may also change jobs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -60,6 +65,16 @@ def apply_commands(topology: Topology, region: str, image: str) -> list[list[str
                          f"--runtime={RUNTIME}", "--source=.", f"--entry-point={function.target}",
                          f"--trigger-topic={function.topic}", "--retry", "--memory=1Gi", "--timeout=540s",
                          f"--set-env-vars={env}"])
+    for function in topology.http_functions:  # /status: IAM invokers only, operators (STATUS_OPERATORS) write
+        audience = f"https://{region}-{p}.cloudfunctions.net/{function.name}"  # what callers' ID tokens name
+        operators = os.environ.get("STATUS_OPERATORS", "")  # emails, comma-separated; none: read-only for all
+        # "^;^": gcloud's escape for another list delimiter, as STATUS_OPERATORS holds commas (gcloud topic escaping).
+        http_env = ";".join([*env.split(","), f"STATUS_AUDIENCE={audience}", f"STATUS_OPERATORS={operators}"])
+        commands.append(["gcloud", "functions", "deploy", function.name, "--gen2", f"--project={p}", f"--region={region}",
+                         f"--runtime={RUNTIME}", "--source=.", f"--entry-point={function.target}", "--trigger-http",
+                         "--no-allow-unauthenticated", "--memory=512Mi", "--timeout=60s", f"--set-env-vars=^;^{http_env}"])
+        commands.append(["echo", (f"Grant roles/run.invoker on {function.name} to its readers and operators: gcloud "
+                                  f"functions add-invoker-policy-binding {function.name} --region={region} --member=...")])
     for schedule in topology.schedules:
         minutes = max(1, round(schedule.every_s / 60))
         commands.append(["gcloud", "scheduler", "jobs", "create", "pubsub", schedule.name, f"--project={p}",
@@ -100,7 +115,7 @@ def firestore_commands(topology: Topology, region: str) -> list[list[str]]:
 def destroy_commands(topology: Topology, region: str) -> list[list[str]]:
     p = topology.project
     commands = [["gcloud", "functions", "delete", f.name, "--gen2", f"--region={region}", f"--project={p}", "--quiet"]
-                for f in topology.functions]
+                for f in (*topology.functions, *topology.http_functions)]
     commands += [["gcloud", "scheduler", "jobs", "delete", s.name, f"--location={region}", f"--project={p}", "--quiet"]
                  for s in topology.schedules]
     commands.append(["gcloud", "logging", "sinks", "delete", "fast-render-vertex-events", f"--project={p}", "--quiet"])

@@ -17,6 +17,9 @@
   by ``infra.local.supervise`` (restarted when it dies, as Cloud Functions
   replaces a crashed instance), fed by a push subscription on its topic, as
   Eventarc does in the cloud;
+* one more per HTTP function (``http_functions:``, e.g. ``/status``), under a
+  supervisor too, reached with the bearer token made for this start
+  (``STATUS_URL`` and ``AVMONITOR_TOKEN`` in ``env``; see ``infra.local.http_functions``);
 * the push relay (``infra.local.push_relay``): every push subscription points
   at it and it forwards to the function; its fault API (duplicates, drops,
   kills mid-delivery) is the only place where delivery misbehaves on purpose.
@@ -25,8 +28,9 @@ How each emulator is started, and clients for them, are in ``infra.local.emulato
 
 Then it creates the topics, subscriptions and buckets, and writes a state file
 (``<state dir>/cloud.json``: pids, ports, the client env) so that another
-process (``python -m infra.local down``) can stop it. Each process runs in its
-own process group with its output in ``<state dir>/logs/<name>.log``.
+process (``python -m infra.local down``) can stop it; only its owner may read
+it (it holds the token). Each process runs in its own process group with its
+output in ``<state dir>/logs/<name>.log`` (``infra.local.processes``).
 
     with LocalCloud(ports=Ports.free(load_topology(PROJECT))) as cloud:
         cloud.publish("render-jobs", b"{...}", job_id="x")
@@ -44,12 +48,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import firestore, pubsub_v1, storage
 
+from infra.local import http_functions
 from infra.local.emulators import (  # noqa: F401 (GCS_EVENTS_TOPIC, fake_gcs_binary: re-exported, they lived here)
     FIRESTORE_READY_LINE,
     GCS_EVENTS_SUBSCRIPTION,
@@ -74,21 +77,33 @@ from infra.local.emulators import (  # noqa: F401 (GCS_EVENTS_TOPIC, fake_gcs_bi
     storage_client,
 )
 from infra.local.notification_router import READY_LINE as ROUTER_READY_LINE
+from infra.local.ports import (  # noqa: F401 (DEFAULT_BASE_PORT, topic_path...: re-exported, they lived here)
+    DEFAULT_BASE_PORT,
+    Ports,
+    function_pid_file,
+    function_process,
+    topic_path,
+)
+from infra.local.processes import (  # noqa: F401 (is_running, live_processes, stop_processes: re-exported)
+    HOST,
+    ProcessRecord,
+    is_running,
+    live_processes,
+    stop_processes,
+)
+from infra.local.processes import log_tail as _log_tail
+from infra.local.processes import port_free as _port_free
+from infra.local.processes import port_open as _port_open
+from infra.local.processes import proc_stat as _proc_stat
 from infra.local.push_relay import RelayClient, relay_routes
 from infra.local.supervise import kill_function_process, read_pid
 from infra.local.topology import DEFAULT_PATH as DEFAULT_TOPOLOGY
-from infra.local.topology import Topology, load_topology
+from infra.local.topology import load_topology
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 DEFAULT_PROJECT = "fast-render-local"
 DEFAULT_STATE_DIR = REPO_ROOT / ".local-cloud"
 STATE_FILE = "cloud.json"
-
-# Port layout from the base port; the Compute/Vertex ports match the examples in
-# docs/architecture.md (8791, 8792).
-DEFAULT_BASE_PORT = 8780
-_OFFSETS = {"pubsub": 0, "gcs": 1, "firestore": 2, "compute": 11, "vertex": 12, "relay": 13, "functions": 20}
 
 # Caller variables every child needs to run at all; everything else it gets is
 # chosen here (see LocalCloud.process_env), so a developer's shell cannot change
@@ -96,223 +111,9 @@ _OFFSETS = {"pubsub": 0, "gcs": 1, "firestore": 2, "compute": 11, "vertex": 12, 
 _SYSTEM_VARS = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "JAVA_HOME", "CLOUDSDK_CONFIG")
 PASSTHROUGH_PREFIX = "FAST_RENDER_"
 
-STOP_GRACE_S = 5.0
-
 
 class LocalCloudError(RuntimeError):
     """The local cloud could not start (the message says which process, and where its log is)."""
-
-
-# --------------------------------------------------------------------------- ports
-
-
-@dataclass(frozen=True)
-class Ports:
-    """Every port the local cloud listens on; ``functions`` maps function name -> port."""
-
-    pubsub: int
-    gcs: int
-    firestore: int
-    compute: int
-    vertex: int
-    functions: dict[str, int]
-    relay: int = 0  # the push relay (0: pick a free one at start)
-
-    @classmethod
-    def from_env(cls, topology: Topology, environ: Mapping[str, str] = os.environ) -> Ports:
-        """Ports from ``LOCAL_CLOUD_BASE_PORT`` (8780) and the per-service overrides.
-
-        ``LOCAL_CLOUD_PUBSUB_PORT`` (base), ``LOCAL_CLOUD_GCS_PORT`` (base+1),
-        ``LOCAL_CLOUD_FIRESTORE_PORT`` (base+2), ``LOCAL_CLOUD_COMPUTE_PORT``
-        (base+11), ``LOCAL_CLOUD_VERTEX_PORT`` (base+12), ``LOCAL_CLOUD_RELAY_PORT``
-        (base+13, the push relay),
-        ``LOCAL_CLOUD_FUNCTIONS_PORT`` (base+20: the first function's; the
-        others follow in topology order).
-        """
-        base = int(environ.get("LOCAL_CLOUD_BASE_PORT") or DEFAULT_BASE_PORT)
-        port = {name: int(environ.get(f"LOCAL_CLOUD_{name.upper()}_PORT") or base + offset) for name, offset in _OFFSETS.items()}
-        return cls(
-            pubsub=port["pubsub"],
-            gcs=port["gcs"],
-            firestore=port["firestore"],
-            compute=port["compute"],
-            vertex=port["vertex"],
-            functions={f.name: port["functions"] + i for i, f in enumerate(topology.functions)},
-            relay=port["relay"],
-        )
-
-    @classmethod
-    def free(cls, topology: Topology) -> Ports:
-        """Ports nothing listens on right now (for tests that run beside other clouds)."""
-        services = ("pubsub", "gcs", "firestore", "compute", "vertex", "relay")
-        sockets = [socket.socket() for _ in range(len(services) + len(topology.functions))]
-        try:
-            for sock in sockets:  # all bound at once, so no two are the same
-                sock.bind((HOST, 0))
-            numbers = [sock.getsockname()[1] for sock in sockets]
-        finally:
-            for sock in sockets:
-                sock.close()
-        functions = {f.name: numbers[len(services) + i] for i, f in enumerate(topology.functions)}
-        return cls(**dict(zip(services, numbers[: len(services)], strict=True)), functions=functions)
-
-    def named(self) -> dict[str, int]:
-        """Process name -> port, for every port (the names of ``LocalCloud.processes``)."""
-        return {
-            "pubsub": self.pubsub,
-            "gcs": self.gcs,
-            "firestore": self.firestore,
-            "compute": self.compute,
-            "vertex": self.vertex,
-            "relay": self.relay,
-            **{function_process(name): port for name, port in self.functions.items()},
-        }
-
-
-def function_process(function_name: str) -> str:
-    """The process (and log file) name of a function (its supervisor's, in fact)."""
-    return f"fn-{function_name}"
-
-
-def function_pid_file(state_dir: Path, function_name: str) -> Path:
-    """Where the function's supervisor keeps the pid of its functions-framework process."""
-    return Path(state_dir) / "run" / function_process(function_name) / "child.pid"
-
-
-def topic_path(project: str, topic: str) -> str:
-    """The path a push goes to: functions-framework builds the messagePublished CloudEvent's source from it."""
-    return f"/projects/{project}/topics/{topic}"
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class ProcessRecord:
-    """One started process group: what the state file keeps to find and stop it again."""
-
-    name: str
-    pid: int  # also its process group id
-    started: int  # /proc start time (clock ticks): tells our process from a later one with the same pid
-    port: int | None
-    log: str
-    argv: tuple[str, ...] = ()
-    # False: SIGKILL at once. True: SIGTERM first, to clean up (the local
-    # Compute Engine stops its VMs' processes; a function's supervisor stops
-    # restarting and SIGKILLs its functions-framework process, which keeps no
-    # state and whose gunicorn master takes seconds of CPU to exit on SIGTERM).
-    graceful: bool = True
-
-
-def _proc_stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(state, ppid, pgid, start time) of a process from /proc, or None if there is none."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def live_processes() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, pgid) of every process that is not a zombie."""
-    result = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _proc_stat(int(entry))
-            if stat and stat[0] != "Z":
-                result[int(entry)] = (stat[1], stat[2])
-    return result
-
-
-def is_running(record: ProcessRecord) -> bool:
-    """Whether the record's own process (same pid, same start time) is alive and not a zombie."""
-    stat = _proc_stat(record.pid)
-    return stat is not None and stat[0] != "Z" and stat[3] == record.started
-
-
-def _groups_to_stop(records: Iterable[ProcessRecord]) -> set[int]:
-    """The process groups of the records and of everything they started.
-
-    A process that started its own session (a VM's startup script under the
-    local Compute Engine) is in another group; it is found through the parent
-    links, before anything is signalled and those links are lost.
-    """
-    live = live_processes()
-    groups: set[int] = set()
-    for record in records:
-        if is_running(record):
-            groups.add(record.pid)
-        elif record.pid not in live and any(pgid == record.pid for _, pgid in live.values()):
-            groups.add(record.pid)  # leader gone, members alive: a pid in use as a pgid is never reused
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in live.items():
-        children.setdefault(ppid, []).append(pid)
-    pending = [pid for pid, (_, pgid) in live.items() if pgid in groups]
-    while pending:
-        pid = pending.pop()
-        groups.add(live[pid][1])
-        pending.extend(children.get(pid, []))
-    return groups
-
-
-def _signal_groups(groups: Iterable[int], signum: int) -> None:
-    for pgid in groups:
-        try:
-            os.killpg(pgid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_groups_gone(groups: set[int], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if not any(pgid in groups for _, pgid in live_processes().values()):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-
-
-def stop_processes(records: Iterable[ProcessRecord], grace_s: float = STOP_GRACE_S) -> None:
-    """Signal every group (and its descendants' groups), then SIGKILL what outlives ``grace_s``.
-
-    Graceful records get SIGTERM, the others SIGKILL (see ``ProcessRecord.graceful``).
-    """
-    records = list(records)
-    gentle = _groups_to_stop([record for record in records if record.graceful])
-    abrupt = _groups_to_stop([record for record in records if not record.graceful])
-    _signal_groups(abrupt, signal.SIGKILL)
-    _signal_groups(gentle, signal.SIGTERM)
-    if not _wait_groups_gone(gentle | abrupt, grace_s):
-        _signal_groups(gentle, signal.SIGKILL)
-        _wait_groups_gone(gentle | abrupt, 5.0)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _port_free(port: int) -> bool:
-    """Whether a server could bind ``port`` (as servers do, ignoring closed connections' TIME_WAIT)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-            return True
-        except OSError:
-            return False
-
-
-def _log_tail(path: str, lines: int = 20) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 # --------------------------------------------------------------------------- Pub/Sub messages
@@ -334,7 +135,7 @@ class LocalCloud:
     """Starts and stops the local cloud; also Pub/Sub, Storage and Firestore clients for tests and the demo.
 
     ``env`` is what a client of the cloud needs (the same variables the
-    functions get); ``ports`` says where each service listens; ``processes``
+    functions get, and the HTTP functions' URLs and token); ``ports`` says where each service listens; ``processes``
     lists what runs. ``extra_env`` is added to every process's environment, as
     are the caller's ``FAST_RENDER_*`` variables.
     """
@@ -376,6 +177,7 @@ class LocalCloud:
         self._popens: list[subprocess.Popen[bytes]] = []
         self._clients: tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient] | None = None
         self._firestore: firestore.Client | None = None
+        self.http_token = http_functions.new_token()  # a fresh one at each start
 
     # ----------------------------------------------------------- configuration
 
@@ -394,6 +196,7 @@ class LocalCloud:
         if self.with_compute_vertex:
             env["COMPUTE_API_ENDPOINT"] = f"http://{HOST}:{self.ports.compute}"
             env["VERTEX_API_ENDPOINT"] = f"http://{HOST}:{self.ports.vertex}"
+        env.update(http_functions.client_env(self.topology, self.ports, self.http_token))
         return env
 
     def process_env(self) -> dict[str, str]:
@@ -409,6 +212,7 @@ class LocalCloud:
         env["PYTHONPATH"] = str(REPO_ROOT)
         env["PYTHONUNBUFFERED"] = "1"  # logs reach the log files as they happen
         env.update(self.env)
+        env.pop(http_functions.CLIENT_TOKEN_VAR, None)  # a client's credential; the HTTP functions get theirs
         env.update({name: value for name, value in caller.items() if name.startswith(PASSTHROUGH_PREFIX)})
         env.update(self.extra_env)
         return env
@@ -427,6 +231,7 @@ class LocalCloud:
         """Start everything, create the resources, write the state file; stop all again on failure."""
         began = time.monotonic()
         self._check_can_start()
+        self.http_token = http_functions.new_token()
         self._prepare_state_dir()
         try:
             self._start_all()
@@ -498,14 +303,9 @@ class LocalCloud:
             rest.append((self._spawn("compute", compute_argv, port=self.ports.compute), None))
             rest.append((self._spawn("vertex", vertex_argv, port=self.ports.vertex), None))
         for function in self.topology.functions:
-            port = self.ports.functions[function.name]
-            name = function_process(function.name)
-            # gunicorn puts its control socket in $XDG_RUNTIME_DIR (else ~/.gunicorn): one each.
-            runtime_dir = self.pid_file(function.name).parent
-            runtime_dir.mkdir(parents=True, exist_ok=True)
-            argv = [*self._supervise_argv(function.name), *self._function_argv(function.target, port)]
-            record = self._spawn(name, argv, port=port, extra_env={"XDG_RUNTIME_DIR": str(runtime_dir)})
-            rest.append((record, None))
+            rest.append((self._spawn_function(function.name, function.target, http=False), None))
+        for function in self.topology.http_functions:
+            rest.append((self._spawn_function(function.name, function.target, http=True), None))
         rest.append((self._spawn("relay", self._relay_argv(), port=self.ports.relay), None))
         self._write_state()  # already now, so that `down` finds them even if the rest fails
 
@@ -516,6 +316,16 @@ class LocalCloud:
         for bucket in self.topology.buckets.values():
             self.storage().create_bucket(bucket)
         self._wait_ready(rest)
+
+    def _spawn_function(self, name: str, target: str, *, http: bool) -> ProcessRecord:
+        """A function's functions-framework process, under its supervisor."""
+        port = self.ports.functions[name]
+        # gunicorn puts its control socket in $XDG_RUNTIME_DIR (else ~/.gunicorn): one each.
+        runtime_dir = self.pid_file(name).parent
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        extra_env = {"XDG_RUNTIME_DIR": str(runtime_dir), **(http_functions.function_env(self.http_token) if http else {})}
+        argv = [*self._supervise_argv(name), *http_functions.framework_argv(sys.executable, self.source, target, port, http=http)]
+        return self._spawn(function_process(name), argv, port=port, extra_env=extra_env)
 
     def _router_argv(self) -> list[str]:
         argv = [
@@ -534,22 +344,12 @@ class LocalCloud:
         return [sys.executable, "-m", "infra.local.supervise", "--name", function, "--pid-file", str(pid_file), "--"]
 
     def _relay_argv(self) -> list[str]:
-        urls = {name: f"http://{HOST}:{port}" for name, port in self.ports.functions.items()}
+        urls = {f.name: f"http://{HOST}:{self.ports.functions[f.name]}" for f in self.topology.functions}  # pushed to
         pid_files = {name: str(self.pid_file(name)) for name in urls}
         routes = relay_routes(self.topology, urls, pid_files, retries=self.push_retries == "relay")
         path = self.state_dir / "relay-routes.json"
         path.write_text(json.dumps({"functions": routes}, indent=1) + "\n")
         return [sys.executable, "-m", "infra.local.push_relay", "--port", str(self.ports.relay), "--routes", str(path)]
-
-    def _function_argv(self, target: str, port: int) -> list[str]:
-        return [
-            str(Path(sys.executable).parent / "functions-framework"),
-            "--source", str(self.source),
-            "--target", target,
-            "--signature-type", "cloudevent",
-            "--host", HOST,
-            "--port", str(port),
-        ]
 
     def _spawn(
         self, name: str, argv: list[str], *, port: int | None, extra_env: Mapping[str, str] | None = None, graceful: bool = True
@@ -607,6 +407,8 @@ class LocalCloud:
             "processes": [asdict(record) for record in self.processes],
         }
         temporary = self.state_file.with_suffix(".tmp")
+        temporary.touch(mode=0o600)  # the owner's only: it holds the HTTP functions' token
+        temporary.chmod(0o600)
         temporary.write_text(json.dumps(state, indent=2) + "\n")
         temporary.replace(self.state_file)
 

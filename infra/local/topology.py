@@ -14,6 +14,7 @@ the wiring.
     topology.firestore.database            # "(default)"
     topology.firestore.collections         # {"jobs": "One document per job...", ...}
     [f.target for f in topology.functions]
+    topology.http_function("status").target  # "status_api": called over HTTP, no topic
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ class Function:
     def push_subscription(self) -> str:
         """The id of the push subscription that triggers it (Eventarc's, in the cloud)."""
         return f"{self.name}-trigger"
+
+
+@dataclass(frozen=True)
+class HttpFunction:
+    """A Cloud Function (gen2) called over HTTP, by people and tools: a functions-framework target in main.py.
+
+    No topic triggers it. In the cloud its URL is
+    ``https://REGION-PROJECT.cloudfunctions.net/NAME`` and it is deployed without
+    unauthenticated access; locally it is served at ``http://127.0.0.1:PORT/NAME``.
+    """
+
+    name: str
+    target: str
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,12 @@ class Topology:
     schedules: tuple[Schedule, ...]
     push_delivery: PushDelivery
     firestore: Firestore = field(default_factory=Firestore)
+    http_functions: tuple[HttpFunction, ...] = ()
+
+    @property
+    def function_names(self) -> tuple[str, ...]:
+        """Every function's name, one process each locally: the event functions', then the HTTP ones'."""
+        return (*(f.name for f in self.functions), *(f.name for f in self.http_functions))
 
     @property
     def all_topics(self) -> tuple[str, ...]:
@@ -139,6 +159,13 @@ class Topology:
     def function(self, name: str) -> Function:
         """The function declared as ``name`` (KeyError if none)."""
         for function in self.functions:
+            if function.name == name:
+                return function
+        raise KeyError(name)
+
+    def http_function(self, name: str) -> HttpFunction:
+        """The HTTP function declared as ``name`` (KeyError if none)."""
+        for function in self.http_functions:
             if function.name == name:
                 return function
         raise KeyError(name)
@@ -162,6 +189,7 @@ def load_topology(project: str, path: Path = DEFAULT_PATH) -> Topology:
         schedules=tuple(Schedule(str(s["name"]), str(s["topic"]), float(s["every_s"])) for s in _section(doc, "schedules", list)),
         push_delivery=_push_delivery(doc.get("push_delivery") or {}),
         firestore=_firestore(_section(doc, "firestore", dict)),
+        http_functions=tuple(_http_function(item) for item in _section(doc, "http_functions", list)),
     )
     _check(topology)
     return topology
@@ -201,6 +229,12 @@ def _notification(item: dict[str, Any], buckets: dict[str, str]) -> Notification
         events=tuple(str(event) for event in item.get("events", ["OBJECT_FINALIZE"])),
         topic=str(item["topic"]),
     )
+
+
+def _http_function(item: dict[str, Any]) -> HttpFunction:
+    if not isinstance(item, dict) or set(item) != {"name", "target"}:
+        raise TopologyError(f"http_functions: each entry has exactly a name and a target, not {item!r}")
+    return HttpFunction(str(item["name"]), str(item["target"]))
 
 
 def _push_delivery(settings: dict[str, Any]) -> PushDelivery:
@@ -244,8 +278,8 @@ def _check(topology: Topology) -> None:
             raise TopologyError(f"Pub/Sub id '{resource_id}' is shorter than {_MIN_ID_LENGTH} characters")
     for what, names in (
         ("subscription", subscription_ids),
-        ("function name", [f.name for f in topology.functions]),
-        ("function target", [f.target for f in topology.functions]),
+        ("function name", list(topology.function_names)),
+        ("function target", [f.target for f in (*topology.functions, *topology.http_functions)]),
     ):
         duplicates = {name for name in names if names.count(name) > 1}
         if duplicates:

@@ -7,6 +7,8 @@ with the attribute ``standin_fail=1`` is recorded and then fails (HTTP 500), so
 tests can watch Pub/Sub's retries and dead-lettering. One with
 ``standin_firestore=ID`` also writes the document ``standin/ID`` with a Firestore
 client made as the functions make theirs (from the environment alone).
+The HTTP target ``status_api`` answers with what it was sent and whether the
+bearer token is the one the local cloud gave it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ _ENV_SEEN = (
     "STORAGE_EMULATOR_HOST",
     "API_CREDENTIALS",
     "FAST_RENDER_STANDIN_MARK",
+    "STATUS_TOKEN",  # the HTTP functions' only
+    "AVMONITOR_TOKEN",  # the clients' only
 )
 
 
@@ -89,3 +93,13 @@ def watchdog_tick(event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def on_dead_letter(event: CloudEvent) -> None:
     _record("on_dead_letter", event)
+
+
+@functions_framework.http
+def status_api(request):
+    token = os.environ.get("STATUS_TOKEN", "")
+    return {
+        "path": request.path,
+        "authorized": bool(token) and request.headers.get("Authorization") == f"Bearer {token}",
+        "env": {name: os.environ.get(name) for name in _ENV_SEEN},
+    }

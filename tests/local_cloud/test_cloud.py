@@ -202,7 +202,26 @@ def test_staged_manifest_reaches_intake_as_object_finalize(cloud: LocalCloud, re
         "STORAGE_EMULATOR_HOST": cloud.env["STORAGE_EMULATOR_HOST"],
         "API_CREDENTIALS": "anonymous",
         "FAST_RENDER_STANDIN_MARK": "passed through",
+        "STATUS_TOKEN": None,  # a token is for the HTTP functions and their clients, not the event functions
+        "AVMONITOR_TOKEN": None,
     }
+
+
+def test_http_function_is_served_at_its_url_with_this_starts_token(cloud: LocalCloud) -> None:
+    url, token = cloud.env["STATUS_URL"], cloud.env["AVMONITOR_TOKEN"]
+    assert url == f"http://127.0.0.1:{cloud.ports.functions['status']}/status"
+    assert len(token) >= 40  # 256 random bits, made at this start
+
+    def get(path: str, token: str | None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers), timeout=10) as response:
+            return json.load(response)
+
+    answer = get("/some-job", token)
+    assert (answer["path"], answer["authorized"]) == ("/status/some-job", True)
+    assert answer["env"]["STATUS_TOKEN"] == token and answer["env"]["AVMONITOR_TOKEN"] is None
+    assert get("", "not-the-token")["authorized"] is False
+    assert oct(cloud.state_file.stat().st_mode & 0o777) == "0o600"  # the state file holds the token
 
 
 def test_rendered_video_reaches_on_output_finalized(cloud: LocalCloud, received: Received) -> None:

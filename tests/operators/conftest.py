@@ -1,0 +1,63 @@
+"""One local cloud for the operators' tests (``avmonitor``, ``/status``): started once, stopped at the end.
+
+General fixtures only (others append theirs): ``cloud``, the running local
+cloud, whose client environment (``cloud.env``: emulator hosts, ``STATUS_URL``,
+``AVMONITOR_TOKEN``...) is also this process's, as for the main app or an
+operator's shell; ``outcomes``, what the main app hears on render-completed and
+render-failed. The settings are the end-to-end tests' fast ones
+(tests/e2e/conftest.py): seconds instead of the cloud's minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from bench.chaos_harness import forget_clients
+from infra.local.cloud import LocalCloud, Ports
+from infra.local.testkit import Outcomes
+from infra.local.topology import load_topology
+
+PROJECT = "fast-render-operators"
+
+FAST_SETTINGS = {
+    "VM_WORKER_COMMAND": "python -m render_vm worker",
+    "PRIMARY_QUEUE_TIMEOUT_S": "6",
+    "FAILOVER_BACKOFF_S": "0.5",
+    "FAILOVER_MAX_WAIT_S": "4",
+    "CLAIM_TIMEOUT_S": "30",
+    "VM_HEARTBEAT_TIMEOUT_S": "15",
+    "VM_BOOT_TIMEOUT_S": "40",
+    "INSERT_RETRY_BACKOFF_S": "0.2",
+}
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory):
+    if sys.platform != "linux":  # pragma: no cover
+        pytest.skip("the local cloud runs on Linux")
+    local = LocalCloud(
+        project=PROJECT,
+        ports=Ports.free(load_topology(PROJECT)),
+        state_dir=tmp_path_factory.mktemp("local-cloud"),
+        tick_every_s=2,
+        extra_env=FAST_SETTINGS,
+    )
+    with local:
+        saved = dict(os.environ)
+        os.environ.update(local.env)  # the tests are clients of the local cloud, like the main app
+        # The product's clients are cached per process: drop any made for another test directory's cloud.
+        forget_clients()
+        try:
+            yield local
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            forget_clients()
+
+
+@pytest.fixture(scope="session")
+def outcomes(cloud: LocalCloud) -> Outcomes:
+    return Outcomes(cloud)
