@@ -5,13 +5,17 @@ cloud, whose client environment (``cloud.env``: emulator hosts, ``STATUS_URL``,
 ``AVMONITOR_TOKEN``...) is also this process's, as for the main app or an
 operator's shell; ``outcomes``, what the main app hears on render-completed and
 render-failed. The settings are the end-to-end tests' fast ones
-(tests/e2e/conftest.py): seconds instead of the cloud's minutes.
+(tests/e2e/conftest.py): seconds instead of the cloud's minutes. ``new_cloud``
+makes another, not started, for a test module that needs a cloud of its own
+(the session's ``cloud`` is made by it).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -35,16 +39,22 @@ FAST_SETTINGS = {
 
 
 @pytest.fixture(scope="session")
-def cloud(tmp_path_factory: pytest.TempPathFactory):
-    if sys.platform != "linux":  # pragma: no cover
-        pytest.skip("the local cloud runs on Linux")
-    local = LocalCloud(
-        project=PROJECT,
-        ports=Ports.free(load_topology(PROJECT)),
-        state_dir=tmp_path_factory.mktemp("local-cloud"),
-        tick_every_s=2,
-        extra_env=FAST_SETTINGS,
-    )
+def new_cloud(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., LocalCloud]:
+    """Makes a local cloud, not started yet: ``new_cloud(project, dir_name, **settings)``, on free
+    ports, with a state dir of its own; a test skips where the local cloud cannot run."""
+
+    def make(project: str, dir_name: str, **settings: Any) -> LocalCloud:
+        if sys.platform != "linux":  # pragma: no cover
+            pytest.skip("the local cloud runs on Linux")
+        return LocalCloud(project=project, ports=Ports.free(load_topology(project)),
+                          state_dir=tmp_path_factory.mktemp(dir_name), **settings)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cloud(new_cloud: Callable[..., LocalCloud]):
+    local = new_cloud(PROJECT, "local-cloud", tick_every_s=2, extra_env=FAST_SETTINGS)
     with local:
         saved = dict(os.environ)
         os.environ.update(local.env)  # the tests are clients of the local cloud, like the main app

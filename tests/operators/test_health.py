@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,15 +43,9 @@ CLOUD_VARS = (
 
 
 @pytest.fixture(scope="module")
-def health_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    if sys.platform != "linux":  # pragma: no cover
-        pytest.skip("the local cloud runs on Linux")
-    local = LocalCloud(
-        project=PROJECT,
-        ports=Ports.free(load_topology(PROJECT)),
-        state_dir=tmp_path_factory.mktemp("health-cloud"),
-        extra_env={"VM_WORKER_COMMAND": "python -m render_vm worker"},  # the renderer runs here, not in Docker
-    )
+def health_cloud(new_cloud: Callable[..., LocalCloud]) -> Iterator[LocalCloud]:
+    # The renderer runs here, not in Docker.
+    local = new_cloud(PROJECT, "health-cloud", extra_env={"VM_WORKER_COMMAND": "python -m render_vm worker"})
     with local:
         # A just-started emulator's JVM answers its first query in seconds on a loaded machine; health's
         # deadline is for a live service, so the cold start is paid here.
