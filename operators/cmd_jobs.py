@@ -32,7 +32,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _print_status(data: dict) -> None:
-    table = Table(title=f"{len(data['jobs'])} jobs, newest first", title_justify="left")
+    n = len(data["jobs"])
+    table = Table(title=f"{n} job{'' if n == 1 else 's'}, newest first", title_justify="left")
     for column in ("job", "state", "method", "GPU / zone", "age", "progress", "est.", "actual", "last note"):
         table.add_column(column, no_wrap=column not in ("last note",), overflow="fold")
     for row in data["jobs"]:

@@ -69,7 +69,9 @@ def _from_files(folder: Path, job_id: str) -> list[dict]:
                 except ValueError:
                     continue
                 if isinstance(entry, dict) and _mentions(entry, job_id):
-                    lines.append({"time": entry.get("time"), "source": path.stem, "severity": entry.get("severity"),
+                    # A VM's serial log sits in a folder named <instance>-<id>; a function's file is fn-<name>.log.
+                    source = path.parent.name.rsplit("-", 1)[0] if path.stem.startswith("serial-port") else path.stem
+                    lines.append({"time": entry.get("time"), "source": source, "severity": entry.get("severity"),
                                   "message": entry.get("message", ""), "entry": entry})
     return lines
 

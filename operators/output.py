@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Callable
 
 from rich.console import Console
 
-console = Console(highlight=False)
+# A terminal's own width; piped output (a log, a test, `| less`) gets COLUMNS or 160
+# rather than rich's 80, which would squeeze a job table into unreadable stubs.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
+console = Console(highlight=False, width=_WIDTH)
 errors = Console(stderr=True, highlight=False)
 
 

@@ -69,7 +69,7 @@ def _watch_bars(job_ids: list[str], every_s: float) -> int:
                 frames = f"{row['frames_done']}/{row['frames_total']} frames" if row["frames_total"] else row["state"]
                 speed = f"{beat.fps:.0f} fps" if beat is not None and beat.fps else ""
                 progress.update(tasks[job_id], total=total, completed=completed, frames=frames, speed=speed,
-                                description=f"{job_id} [{row['state']}]")
+                                description=f"{job_id} ({row['state']})")
                 if row["state"] in ("succeeded", "failed", "cancelled"):
                     done[job_id] = row["state"]
             if len(done) < len(job_ids):

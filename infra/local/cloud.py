@@ -190,6 +190,8 @@ class LocalCloud:
             "FIRESTORE_EMULATOR_HOST": f"{HOST}:{self.ports.firestore}",
             "STORAGE_EMULATOR_HOST": f"http://{HOST}:{self.ports.gcs}",
             "API_CREDENTIALS": "anonymous",
+            # Where `avmonitor logs` reads the functions' lines (Cloud Logging's, in the cloud).
+            "LOCAL_CLOUD_LOG_DIR": str(self.log_dir),
             **{f"{key.upper()}_BUCKET": name for key, name in self.topology.buckets.items()},
             "FIRESTORE_DATABASE": self.topology.firestore.database,
         }
@@ -298,7 +300,8 @@ class LocalCloud:
         router = self._spawn("router", self._router_argv(), port=None)
         rest: list[tuple[ProcessRecord, str | None]] = [(router, ROUTER_READY_LINE)]
         if self.with_compute_vertex:
-            compute_argv = self._server_argv("compute_server", self.ports.compute)
+            # The VMs' serial logs under logs/, where `avmonitor logs` finds them with the functions' lines.
+            compute_argv = [*self._server_argv("compute_server", self.ports.compute), "--root", str(self.log_dir / "vms")]
             vertex_argv = [*self._server_argv("vertex_server", self.ports.vertex), "--events-topic", "vertex-events"]
             rest.append((self._spawn("compute", compute_argv, port=self.ports.compute), None))
             rest.append((self._spawn("vertex", vertex_argv, port=self.ports.vertex), None))

@@ -158,13 +158,16 @@ class ComputeService:
     """The state of the local Compute Engine and the logic behind each route."""
 
     def __init__(
-        self, project: str, host: str, insert_delay_s: float = 0.0, preempt_grace_s: float = PREEMPT_GRACE_S
+        self, project: str, host: str, insert_delay_s: float = 0.0, preempt_grace_s: float = PREEMPT_GRACE_S,
+        root: str | None = None,
     ) -> None:
         self.project = project
         self.host = host
         self.insert_delay_s = insert_delay_s
         self.preempt_grace_s = preempt_grace_s
-        self.root = tempfile.mkdtemp(prefix="local-gce-")
+        if root:
+            os.makedirs(root, exist_ok=True)
+        self.root = tempfile.mkdtemp(prefix="local-gce-", dir=root)
         self.faults = Faults()
         self.live: dict[tuple[str, str], Instance] = {}  # (zone, name) -> instance that GET shows
         self.reserved: dict[tuple[str, str], Instance] = {}  # names held by inserts that will fail
@@ -652,11 +655,18 @@ def _flags(parser: argparse.ArgumentParser) -> None:
         default=PREEMPT_GRACE_S,
         help="SIGTERM-to-SIGKILL grace of a preempted instance (GCE: 30 s)",
     )
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="where instances' disks and serial logs go (default: a temp dir). Kept after an instance is "
+        "deleted, as Google's guest environment sends a startup script's output on to Cloud Logging "
+        "(https://cloud.google.com/compute/docs/instances/startup-scripts/linux#viewing-output)",
+    )
 
 
 def main() -> None:
     args = server_args("A local stand-in for Compute Engine.", _flags)
-    service = ComputeService(args.project, args.host, args.insert_delay_s, args.preempt_grace_s)
+    service = ComputeService(args.project, args.host, args.insert_delay_s, args.preempt_grace_s, root=args.root)
     server = ApiServer((args.host, args.port), service.routes())
     log.info("local compute engine starting", port=args.port, project=args.project, disks=service.root)
     serve(server, service.shutdown)

@@ -153,9 +153,10 @@ def test_logs_gather_the_jobs_lines_from_every_function(cloud, outcomes, vertex,
     vertex(mode="quota")
     job_id = _submit(cloud, job_dir)
     assert outcomes.wait(job_id)["status"] == "succeeded"
-    lines = as_json(cloud, "logs", job_id, "--log-dir", str(cloud.log_dir))["lines"]
+    lines = as_json(cloud, "logs", job_id)["lines"]  # the local cloud's env names its log folder
     sources = {line["source"] for line in lines}
     assert {"fn-intake-message", "fn-primary", "fn-fallback-launcher", "fn-output-finalize"} <= sources, sources
+    assert any(source.startswith("fr-") for source in sources), sources  # the VM's own lines (its worker's)
     assert all(line["entry"].get("job_id") == job_id or line["entry"].get("logging.googleapis.com/labels", {}).get("job_id")
                == job_id for line in lines if line["entry"])
 
