@@ -79,6 +79,34 @@ def test_status_and_show_tell_a_vertex_job_from_a_fallback_one(cloud, outcomes, 
     assert on_vm not in {row["job_id"] for row in only_failed}
 
 
+def test_a_hedged_job_shows_as_a_hedge(cloud, outcomes, vertex, job_dir) -> None:
+    vertex(mode="queued")  # the primary never leaves the queue: past PRIMARY_QUEUE_TIMEOUT_S a VM is launched beside it
+    job_id = _submit(cloud, job_dir)
+    assert outcomes.wait(job_id)["rendered_by"] == "vm"
+    [row] = [r for r in as_json(cloud, "status", "--limit", "100")["jobs"] if r["job_id"] == job_id]
+    assert row["method"] == "hedge" and row["state"] == "succeeded"
+
+
+def test_vm_status_shows_the_running_vm_with_its_job_and_flags_a_stale_heartbeat(cloud, vertex, compute, job_dir) -> None:
+    vertex(mode="quota")
+    compute(hang_after_s=1.0)  # the VM freezes: its heartbeat goes stale
+    job_id = _submit(cloud, job_dir)
+    wait_until(lambda: _status_of(job_id) == "vm_running", timeout_s=60)
+
+    def stale_row():
+        rows = [r for r in as_json(cloud, "vm-status", "--stale-after", "4")["vms"] if r["job_id"] == job_id]
+        return rows[0] if rows and rows[0]["stale"] else None
+
+    try:
+        row = wait_until(stale_row, timeout_s=30)
+        assert row["job_state"] == "vm_running" and not row["orphan"] and row["gpu"] and row["zone"]
+        assert row["provisioning"] in ("spot", "on-demand") and row["cost_so_far_usd"] > 0
+        table = avmonitor(cloud, "vm-status", "--stale-after", "4")
+        assert row["name"] in table.stdout and "STALE" in table.stdout
+    finally:
+        avmonitor(cloud, "cancel", job_id)
+
+
 def test_bad_input_gets_one_line_and_a_non_zero_exit(cloud) -> None:
     for args, says in ((("show", "no-such-job"), "no job 'no-such-job'"),
                        (("show", "Not_A_Job"), "not valid"),
