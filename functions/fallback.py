@@ -20,7 +20,9 @@ Strategy, in the spirit of SkyPilot's failover, with a memory:
 
 When the fallback cannot render the job, it fails, unless it was a hedge beside
 a primary that is still alive: then the job goes back to the primary
-(``jobs.fallback_gave_up``).
+(``jobs.fallback_gave_up``); a job an A/B arm sent to a VM first goes to Vertex
+AI (``experiments.vm_gave_up``). An arm's GPU or provisioning is tried first,
+never alone (:func:`plan`).
 
 Exactly one VM: the launch is claimed in the job's state first; a duplicate
 delivery that finds a live claim returns (the claimant finishes; if it
@@ -40,14 +42,16 @@ from datetime import datetime, timezone
 
 from google.api_core.exceptions import Conflict, GoogleAPICallError
 
-from catalog.model import Catalog, load_catalog
+from catalog.learned import LearnedSpeeds
+from catalog.model import ON_DEMAND, SPOT, Catalog, load_catalog
 from catalog.select import Block, Decision, Option, format_usd, select
 from common import layout
 from common.logs import get_logger
 from functions import clients, memory
 from functions.config import Config
 from functions.insert_errors import InsertError, InsertFailure, classify_insert_error
-from functions.jobs import fallback_gave_up, store
+from functions.experiments import vm_gave_up
+from functions.jobs import store
 from functions.memory import spend_key
 from functions.state import Claim, JobState, Status, claim_is_live, claimed_by
 from functions.vm_spec import build_instance, instance_name, request_id
@@ -136,25 +140,12 @@ class _Launch:
         self.blocked: list[Block] = memory.known_blocks() if state.fallback.launch_pass == 1 else []
 
     def plan(self, blocked: list[Block] | None = None) -> Decision:
-        cfg, fb = clients.config(), self.state.fallback
-        spot = cfg.use_spot if fb.pinned_provisioning is None else fb.pinned_provisioning == "spot"
-        return select(catalog(), self.state.video_length_s or 0.0, deadline_s=_time_left_s(self.state), spot=spot,
-                      preemptions_so_far=fb.preemptions, learned=self.learned,
-                      blocked=[*(self.blocked if blocked is None else blocked), *self.pinned()])
-
-    def pinned(self) -> list[Block]:
-        """An operator's choice (``avmonitor launch --gpu/--spot/--on-demand``), as blocks on everything else."""
-        fb = self.state.fallback
-        blocks = [Block(gpu=g, reason=f"the operator asked for {fb.pinned_gpu}") for g in catalog().gpus
-                  if fb.pinned_gpu and g != fb.pinned_gpu]
-        if fb.pinned_provisioning == "spot":
-            blocks += [Block(gpu=g, provisioning="on-demand", reason="the operator asked for Spot") for g in catalog().gpus]
-        return blocks
+        return plan(self.state, self.blocked if blocked is None else blocked, self.learned, clients.config().use_spot)
 
     def run_pass(self, decision: Decision, reserved: bool, others: float) -> JobState | None:
         cfg, job_id, fb = clients.config(), self.job_id, self.state.fallback
         attempt, pass_no = fb.attempt, fb.launch_pass
-        give_up = functools.partial(fallback_gave_up, job_id, when=_ours(self.token))
+        give_up = functools.partial(vm_gave_up, job_id, when=_ours(self.token))
         # Waiting cannot help a job that no option fits even with nothing blocked (the budget, say).
         if decision.selected is None and self.blocked:
             unconstrained = self.plan([])
@@ -225,6 +216,53 @@ class _Launch:
         store().update_with(self.job_id, memory.spend_ref(), change)
 
 
+def plan(state: JobState, blocked: list[Block], learned: LearnedSpeeds | None, use_spot: bool) -> Decision:
+    """The selector's choice for the job's VM, within what is blocked and an operator's pins.
+
+    An operator's pin (``avmonitor launch --gpu/--spot/--on-demand``) is a hard
+    choice: everything else is blocked. An experiment arm's GPU or provisioning
+    is only a preference: chosen while it can be had (not blocked, within the
+    deadline and the budget), and when it cannot, the selector may take any option.
+    """
+    fb = state.fallback
+    spot = use_spot if fb.pinned_provisioning is None else fb.pinned_provisioning == "spot"
+    blocks = [*blocked, *_pinned(state)]
+
+    def choose(spot: bool, blocks: list[Block]) -> Decision:
+        return select(catalog(), state.video_length_s or 0.0, deadline_s=_time_left_s(state), spot=spot,
+                      preemptions_so_far=fb.preemptions, learned=learned, blocked=blocks)
+
+    preferred = _preferred(state)
+    if preferred:
+        arm = state.experiment
+        prefers_spot = fb.pinned_provisioning is None and arm is not None and arm.provisioning == "spot"
+        decision = choose(spot or prefers_spot, [*blocks, *preferred])
+        if decision.selected is not None:
+            return decision
+    return choose(spot, blocks)
+
+
+def _pinned(state: JobState) -> list[Block]:
+    """An operator's choice (``avmonitor launch --gpu/--spot/--on-demand``), as blocks on everything else."""
+    fb = state.fallback
+    blocks = [Block(gpu=g, reason=f"the operator asked for {fb.pinned_gpu}") for g in catalog().gpus
+              if fb.pinned_gpu and g != fb.pinned_gpu]
+    if fb.pinned_provisioning == "spot":
+        blocks += [Block(gpu=g, provisioning="on-demand", reason="the operator asked for Spot") for g in catalog().gpus]
+    return blocks
+
+
+def _preferred(state: JobState) -> list[Block]:
+    """An experiment arm's GPU and provisioning, as blocks on everything else (for a first choice only)."""
+    arm = state.experiment
+    if arm is None or not (arm.gpu or arm.provisioning):
+        return []
+    why = f"experiment {arm.name}, arm {arm.arm}: {' '.join(x for x in (arm.gpu, arm.provisioning) if x)} first"
+    blocks = [Block(gpu=g, reason=why) for g in catalog().gpus if arm.gpu and g != arm.gpu]
+    other = {SPOT: ON_DEMAND, ON_DEMAND: SPOT}.get(arm.provisioning or "")
+    return [*blocks, Block(provisioning=other, reason=why)] if other else blocks
+
+
 def _insert_with_retries(cfg: Config, job_id: str, attempt: int, name: str, option: Option, zone: str,
                          pass_no: int) -> InsertFailure | None:
     """One zone: insert, and on a rate or concurrency limit wait and insert again (a bounded few times)."""
@@ -250,8 +288,8 @@ def _retry_later_or_give_up(
     summary = "; ".join(f"{t['gpu']}@{t['zone']}: {t['kind']}" for t in tried[-8:]) or decision.reasons
     delay = backoff_s(pass_no)
     if waited + delay > clients.config().failover_max_wait_s:
-        return fallback_gave_up(job_id, f"no GPU VM could be launched in {pass_no} passes over {waited:.0f} s: {summary}",
-                                when=_ours(token), attempts=tried)
+        return vm_gave_up(job_id, f"no GPU VM could be launched in {pass_no} passes over {waited:.0f} s: {summary}",
+                          when=_ours(token), attempts=tried)
 
     def back_off(state: JobState | None) -> JobState | None:
         if state is None or not _ours(token)(state):

@@ -24,7 +24,7 @@ from common import layout
 from common.logs import get_logger
 from common.manifest import Manifest, ManifestError, check_assets_exist, parse_manifest
 from common.timeline import scene_durations
-from functions import clients
+from functions import clients, experiments
 from functions.jobs import fail_new_job, store
 from functions.state import JobState, Status
 
@@ -108,11 +108,15 @@ def start_job(manifest: Manifest, source: str) -> JobState | None:
     except ManifestError as err:
         return _reject(job_id, err)
 
+    arm = experiments.for_new_job(job_id)  # its A/B arm, if any (deterministic: a redelivery gets the same)
+
     def create(state: JobState | None) -> JobState | None:
         if state is not None:
             return None
-        state = JobState(job_id=job_id, status=Status.RECEIVED, source=source, video_length_s=length_s, deadline_s=manifest.deadline_s)
-        state.move_to(Status.RECEIVED, f"accepted from {source}", scenes=len(manifest.scenes), video_length_s=round(length_s, 2))
+        state = JobState(job_id=job_id, status=Status.RECEIVED, source=source, video_length_s=length_s,
+                         deadline_s=manifest.deadline_s, experiment=arm)
+        state.move_to(Status.RECEIVED, f"accepted from {source}", scenes=len(manifest.scenes), video_length_s=round(length_s, 2),
+                      experiment=f"{arm.name}: {arm.arm}" if arm else None)
         return state
 
     state, created = store().update(job_id, create)

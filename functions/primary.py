@@ -20,11 +20,11 @@ from google.protobuf import duration_pb2
 
 from common import layout
 from common.logs import get_logger
-from functions import clients
+from functions import clients, experiments
 from functions.config import Config
 from functions.failures import Action, classify
 from functions.jobs import fail_job, request_fallback, store
-from functions.state import Claim, JobState, Status, claim_is_live, claimed_by
+from functions.state import EXPERIMENT, Claim, JobState, Status, claim_is_live, claimed_by
 
 log = get_logger("primary")
 
@@ -36,8 +36,15 @@ def submit_primary(job_id: str) -> JobState | None:
     now = time.time()
     cfg = clients.config()
 
+    vm_first: list[str] = []  # why this job goes to a VM first, if its A/B arm says so
+
     def claim(state: JobState | None) -> JobState | None:
+        vm_first.clear()
         if state is None or state.status not in (Status.RECEIVED, Status.PRIMARY_SUBMITTING):
+            return None
+        if experiments.sends_to_vm_first(state) and state.experiment:
+            # Decided here, not at intake: every announcement of a received job (the watchdog's too) comes here.
+            vm_first.append(f"experiment {state.experiment.name}, arm {state.experiment.arm}: a VM first")
             return None
         if state.status is Status.PRIMARY_SUBMITTING and claim_is_live(state.primary.claim, cfg.claim_timeout_s, now):
             return None
@@ -46,6 +53,8 @@ def submit_primary(job_id: str) -> JobState | None:
         return state
 
     state, claimed = store().update(job_id, claim)
+    if vm_first:
+        return request_fallback(job_id, vm_first[0], kind=EXPERIMENT)
     if state is None:
         log.warning("primary: unknown job", job_id=job_id)
         return None

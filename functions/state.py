@@ -11,7 +11,9 @@ timeline operators see), and three sections:
 * :class:`PrimaryRun`: the Vertex AI job (claim, attempt, the custom job, why it failed);
 * :class:`FallbackRun`: the fallback VM (claim, attempt, launch pass, backoff,
   zones tried, the VM, its GPU and provisioning, estimates, preemptions, earlier attempts);
-* :class:`RenderResult`: the video and what its renderer measured (the actuals).
+* :class:`RenderResult`: the video and what its renderer measured (the actuals);
+
+and, for a job in an A/B experiment, the :class:`ExperimentArm` intake assigned it.
 
 Besides the fields, every stored document carries fields derived for queries
 (:meth:`JobState.to_document`): ``active`` (the watchdog still has work with
@@ -51,6 +53,8 @@ PRIMARY_STATES = (Status.RECEIVED, Status.PRIMARY_SUBMITTING, Status.PRIMARY_SUB
 ACTIVE_STATES = tuple(status for status in Status if not status.terminal)
 # Why the primary handed the job to a VM while it may still deliver: a hedge, not a failover.
 HEDGE_FAILURES = ("queued", "overrun", "manual")
+# Why a job went to a VM before Vertex AI was ever asked: its A/B arm is VM-first (functions/experiments.py).
+EXPERIMENT = "experiment"
 
 
 def now_iso() -> str:
@@ -145,7 +149,7 @@ class FallbackRun(_Section):
     estimated_cost_usd: float | None = None
     price_per_hour: float | None = None
     reserved_usd: float | None = None  # what this attempt holds of the day's budget
-    hedge_failed: str | None = None  # a hedge that could not launch: why (the primary went on)
+    hedge_failed: str | None = None  # a hedge, or an experiment's VM-first try, that could not launch: why (the primary went on)
     pinned_gpu: str | None = None  # an operator's choice (avmonitor launch --gpu)
     pinned_provisioning: str | None = None  # an operator's choice: "spot" or "on-demand"
     previous: list[dict[str, Any]] = field(default_factory=list)  # ended attempts: attempt, instance, zone, gpu, provisioning, end
@@ -173,6 +177,22 @@ class RenderResult(_Section):
 
 
 @dataclass
+class ExperimentArm(_Section):
+    """The A/B experiment arm intake put the job in, with what the arm changes (functions/experiments.py).
+
+    The changes are recorded, not only the names: editing the experiments file
+    later must not change what a job in flight does, and the report compares
+    what the jobs really ran.
+    """
+
+    name: str = ""  # the experiment
+    arm: str = ""
+    route: str = "vertex-first"  # or "vm-first": the fallback VM is launched at once, Vertex AI only if it cannot be
+    gpu: str | None = None  # the GPU the launcher tries first (then any)
+    provisioning: str | None = None  # "spot" or "on-demand", tried first (then either)
+
+
+@dataclass
 class JobState:
     job_id: str
     status: Status
@@ -185,6 +205,7 @@ class JobState:
     primary: PrimaryRun = field(default_factory=PrimaryRun)
     fallback: FallbackRun = field(default_factory=FallbackRun)
     result: RenderResult = field(default_factory=RenderResult)
+    experiment: ExperimentArm | None = None  # the A/B arm assigned at intake; None: in no experiment
     outcome_published: bool = False  # render-completed / render-failed sent (once the state says so)
     outcome_claim: Claim | None = None  # who is publishing it now
     dead_letters: int = 0  # messages about this job that a function failed on until Pub/Sub gave up
@@ -214,6 +235,8 @@ class JobState:
         """How the job is (being) rendered: ``vertex``, ``vm`` (after the primary failed) or ``hedge``."""
         if self.primary.failure is None:
             return "vertex"  # no VM was ever asked for
+        if self.primary.failure == EXPERIMENT:
+            return "vm"  # its A/B arm sent it to a VM first: there is no Vertex job beside it
         if self.primary.failure in HEDGE_FAILURES:
             launched = self.fallback.instance or self.fallback.previous
             return "hedge" if launched or not self.fallback.hedge_failed else "vertex"
@@ -243,6 +266,7 @@ class JobState:
             values["primary"] = PrimaryRun.from_dict(values.get("primary"))
             values["fallback"] = FallbackRun.from_dict(values.get("fallback"))
             values["result"] = RenderResult.from_dict(values.get("result"))
+            values["experiment"] = ExperimentArm.from_dict(values["experiment"]) if values.get("experiment") else None
             values["outcome_claim"] = Claim.from_dict(values.get("outcome_claim"))
             return cls(**values)
         except (KeyError, TypeError, ValueError) as err:

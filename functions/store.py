@@ -142,6 +142,7 @@ REPORT_FIELDS = (
     "fallback.launched_at", "fallback.deleted_at", "fallback.estimated_cost_usd", "fallback.previous",
     "fallback.preemptions", "fallback.hedge_failed",
     "result.rendered_by", "result.gpu", "result.wall_s", "result.worker_wall_s", "result.video_s", "result.cost_usd",
+    "experiment",  # the A/B arm (avmonitor ab)
 )
 
 

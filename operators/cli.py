@@ -37,6 +37,7 @@ _MODULE_COMMANDS = {
     "watch": ("operators.watch", "live progress of active jobs until they finish"),
     "logs": ("operators.logs", "a job's log lines from every function and its VMs"),
     "cost": ("operators.cost", "estimated against actual cost, and the saving against Vertex AI"),
+    "ab": ("operators.ab", "A/B experiments: each arm's time, cost and failures, with confidence intervals"),
     "launch": ("operators.cmd_controls", "render a job on a VM now"),
     "retry": ("operators.cmd_controls", "start a failed or cancelled job again"),
     "cancel": ("operators.cmd_controls", "stop a job and delete its VM"),
