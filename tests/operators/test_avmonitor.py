@@ -89,7 +89,9 @@ def test_a_hedged_job_shows_as_a_hedge(cloud, outcomes, vertex, job_dir) -> None
 
 def test_vm_status_shows_the_running_vm_with_its_job_and_flags_a_stale_heartbeat(cloud, vertex, compute, job_dir) -> None:
     vertex(mode="quota")
-    compute(hang_after_s=1.0)  # the VM freezes: its heartbeat goes stale
+    # The VM freezes once its worker has written a heartbeat or two (a loaded machine starts Python slowly):
+    # the heartbeat then goes stale, 15 s before the watchdog relaunches (VM_HEARTBEAT_TIMEOUT_S).
+    compute(hang_after_s=6.0)
     job_id = _submit(cloud, job_dir)
     wait_until(lambda: _status_of(job_id) == "vm_running", timeout_s=60)
 
@@ -98,7 +100,7 @@ def test_vm_status_shows_the_running_vm_with_its_job_and_flags_a_stale_heartbeat
         return rows[0] if rows and rows[0]["stale"] else None
 
     try:
-        row = wait_until(stale_row, timeout_s=30)
+        row = wait_until(stale_row, timeout_s=60)
         assert row["job_state"] == "vm_running" and not row["orphan"] and row["gpu"] and row["zone"]
         assert row["provisioning"] in ("spot", "on-demand") and row["cost_so_far_usd"] > 0
         table = avmonitor(cloud, "vm-status", "--stale-after", "4")
