@@ -25,6 +25,7 @@ bench: setup  ## benchmarks: they print figures
 	$(PY) bench/selector.py
 	$(PY) bench/memory.py
 	$(PY) bench/failover.py
+	$(PY) bench/store.py
 
 .PHONY: chaos
 chaos: setup  ## the fault campaign on the local cloud: prints figures, fails if a promised zero is not zero
