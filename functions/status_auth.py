@@ -5,6 +5,9 @@ A request is accepted when its ``Authorization: Bearer`` token is either
 * the shared token ``STATUS_TOKEN`` (unset by default; the local cloud sets a
   random one per start and gives clients the same value as ``AVMONITOR_TOKEN``):
   its holder reads and writes, as the identity ``status-token``; or
+* the shared read-only token ``STATUS_VIEWER_TOKEN`` (unset by default; the
+  local cloud sets one per start, given to clients as ``DASHBOARD_VIEWER_TOKEN``):
+  its holder reads, as ``viewer-token``, and may change nothing; or
 * a Google-signed ID token whose audience is one of ``STATUS_AUDIENCE``
   (comma-separated; unset by default, which accepts no ID token): the function's
   URL, ``https://REGION-PROJECT.cloudfunctions.net/status`` (and its run.app
@@ -21,7 +24,12 @@ No token at all is 401, always; there is no anonymous read and no anonymous
 write. Tokens travel only in the ``Authorization`` header, never in a cookie or
 the URL: a browser does not attach that header on its own, and another site's
 page can only add it through a CORS preflight this function never approves,
-so a cross-site request cannot borrow an operator's credentials (no CSRF).
+so a cross-site request cannot borrow an operator's credentials (no CSRF). The
+dashboard (``dashboard/``) keeps its token in the tab's sessionStorage and sends
+it the same way. One more guard for a caller that adds credentials on its own
+(a proxy such as ``gcloud run services proxy``, which puts the operator's ID
+token on every request it forwards): a POST the browser marks as coming from
+another site (``Sec-Fetch-Site``) is refused (403) whatever it carries.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import os
 from dataclasses import dataclass
 
 SHARED_TOKEN_IDENTITY = "status-token"
+VIEWER_TOKEN_IDENTITY = "viewer-token"
 
 
 class AuthError(Exception):
@@ -44,7 +53,7 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    name: str  # an email, or SHARED_TOKEN_IDENTITY
+    name: str  # an email, SHARED_TOKEN_IDENTITY or VIEWER_TOKEN_IDENTITY
     can_write: bool
 
 
@@ -53,11 +62,13 @@ class AuthSettings:
     token: str  # "" accepts no shared token
     audiences: tuple[str, ...]  # () accepts no ID token
     operators: frozenset[str]  # lowercased emails
+    viewer_token: str = ""  # "" accepts no read-only shared token
 
     @classmethod
     def from_env(cls) -> AuthSettings:
         return cls(
             token=os.environ.get("STATUS_TOKEN", "").strip(),
+            viewer_token=os.environ.get("STATUS_VIEWER_TOKEN", "").strip(),
             audiences=_split(os.environ.get("STATUS_AUDIENCE", "")),
             operators=frozenset(email.lower() for email in _split(os.environ.get("STATUS_OPERATORS", ""))),
         )
@@ -82,6 +93,8 @@ def authenticate(authorization: str | None, settings: AuthSettings | None = None
     # Constant time: how much of a guess matched must not show in the answer's timing.
     if settings.token and hmac.compare_digest(token.encode(), settings.token.encode()):
         return Identity(SHARED_TOKEN_IDENTITY, can_write=True)
+    if settings.viewer_token and hmac.compare_digest(token.encode(), settings.viewer_token.encode()):
+        return Identity(VIEWER_TOKEN_IDENTITY, can_write=False)
     # Only a JWT (three dot-separated parts) is worth Google's certificates (one fetch each).
     if settings.audiences and token.count(".") == 2:
         email = _verified_email(token, settings.audiences)
@@ -93,7 +106,19 @@ def authenticate(authorization: str | None, settings: AuthSettings | None = None
 def require_writer(identity: Identity) -> None:
     """AuthError(403) unless the identity may change jobs."""
     if not identity.can_write:
-        raise AuthError(403, f"{identity.name} may read but not change jobs (not in STATUS_OPERATORS)")
+        why = "the viewer token reads only" if identity.name == VIEWER_TOKEN_IDENTITY else "not in STATUS_OPERATORS"
+        raise AuthError(403, f"{identity.name} may read but not change jobs ({why})")
+
+
+def refuse_cross_site(sec_fetch_site: str | None) -> None:
+    """AuthError(403) for a request a browser made on another site's behalf.
+
+    Browsers send ``Sec-Fetch-Site`` with every request: ``same-origin`` from the
+    dashboard itself, ``cross-site`` or ``same-site`` from another page's form or
+    script. Clients that are not browsers (curl, avmonitor) send none, and pass.
+    """
+    if sec_fetch_site and sec_fetch_site.strip().lower() not in ("same-origin", "none"):
+        raise AuthError(403, f"refused: a {sec_fetch_site.strip().lower()} request may not change jobs")
 
 
 def _verified_email(token: str, audiences: tuple[str, ...]) -> str | None:

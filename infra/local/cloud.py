@@ -19,7 +19,8 @@
   Eventarc does in the cloud;
 * one more per HTTP function (``http_functions:``, e.g. ``/status``), under a
   supervisor too, reached with the bearer token made for this start
-  (``STATUS_URL`` and ``AVMONITOR_TOKEN`` in ``env``; see ``infra.local.http_functions``);
+  (``STATUS_URL``, ``AVMONITOR_TOKEN`` and the read-only ``DASHBOARD_VIEWER_TOKEN``
+  in ``env``; see ``infra.local.http_functions``);
 * the push relay (``infra.local.push_relay``): every push subscription points
   at it and it forwards to the function; its fault API (duplicates, drops,
   kills mid-delivery) is the only place where delivery misbehaves on purpose.
@@ -178,6 +179,7 @@ class LocalCloud:
         self._clients: tuple[pubsub_v1.PublisherClient, pubsub_v1.SubscriberClient] | None = None
         self._firestore: firestore.Client | None = None
         self.http_token = http_functions.new_token()  # a fresh one at each start
+        self.viewer_token = http_functions.new_token()  # the dashboard's read-only one, likewise
 
     # ----------------------------------------------------------- configuration
 
@@ -198,7 +200,7 @@ class LocalCloud:
         if self.with_compute_vertex:
             env["COMPUTE_API_ENDPOINT"] = f"http://{HOST}:{self.ports.compute}"
             env["VERTEX_API_ENDPOINT"] = f"http://{HOST}:{self.ports.vertex}"
-        env.update(http_functions.client_env(self.topology, self.ports, self.http_token))
+        env.update(http_functions.client_env(self.topology, self.ports, self.http_token, self.viewer_token))
         return env
 
     def process_env(self) -> dict[str, str]:
@@ -215,6 +217,7 @@ class LocalCloud:
         env["PYTHONUNBUFFERED"] = "1"  # logs reach the log files as they happen
         env.update(self.env)
         env.pop(http_functions.CLIENT_TOKEN_VAR, None)  # a client's credential; the HTTP functions get theirs
+        env.pop(http_functions.CLIENT_VIEWER_TOKEN_VAR, None)
         env.update({name: value for name, value in caller.items() if name.startswith(PASSTHROUGH_PREFIX)})
         env.update(self.extra_env)
         return env
@@ -233,7 +236,7 @@ class LocalCloud:
         """Start everything, create the resources, write the state file; stop all again on failure."""
         began = time.monotonic()
         self._check_can_start()
-        self.http_token = http_functions.new_token()
+        self.http_token, self.viewer_token = http_functions.new_token(), http_functions.new_token()
         self._prepare_state_dir()
         try:
             self._start_all()
@@ -326,7 +329,8 @@ class LocalCloud:
         # gunicorn puts its control socket in $XDG_RUNTIME_DIR (else ~/.gunicorn): one each.
         runtime_dir = self.pid_file(name).parent
         runtime_dir.mkdir(parents=True, exist_ok=True)
-        extra_env = {"XDG_RUNTIME_DIR": str(runtime_dir), **(http_functions.function_env(self.http_token) if http else {})}
+        tokens = http_functions.function_env(self.http_token, self.viewer_token) if http else {}
+        extra_env = {"XDG_RUNTIME_DIR": str(runtime_dir), **tokens}
         argv = [*self._supervise_argv(name), *http_functions.framework_argv(sys.executable, self.source, target, port, http=http)]
         return self._spawn(function_process(name), argv, port=port, extra_env=extra_env)
 

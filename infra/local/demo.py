@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.stop:
         print("The local cloud is still running: ./avmonitor status | vm-status | cost | health; "
               "python -m infra.local.demo --another, then ./avmonitor watch JOB; make down stops it.")
+        print(f"Dashboard: {cloud.env['STATUS_URL']}/dashboard/#token={cloud.env['AVMONITOR_TOKEN']}")
     return 0
 
 

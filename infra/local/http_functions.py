@@ -7,7 +7,10 @@ start (``new_token``), hands it to each HTTP function as ``STATUS_TOKEN`` and
 to clients (the ``avmonitor`` CLI, the tests) as ``AVMONITOR_TOKEN``, beside
 the function's URL (``STATUS_URL`` for the function ``status``). A request
 without it is refused as in the cloud; the token changes with every ``up``,
-so one that leaked from an old session opens nothing.
+so one that leaked from an old session opens nothing. A second token, for
+reading only, is made beside it (``STATUS_VIEWER_TOKEN`` for the function,
+``DASHBOARD_VIEWER_TOKEN`` for clients): what to give someone who may watch the
+dashboard but not press its controls.
 
 Only the HTTP functions get ``STATUS_TOKEN`` and no other process gets
 ``AVMONITOR_TOKEN``: the event functions and the stand-ins have no business
@@ -24,6 +27,8 @@ from infra.local.topology import HttpFunction, Topology
 
 FUNCTION_TOKEN_VAR = "STATUS_TOKEN"  # what functions/status_auth.py reads
 CLIENT_TOKEN_VAR = "AVMONITOR_TOKEN"  # what a client sends as ``Authorization: Bearer``
+FUNCTION_VIEWER_TOKEN_VAR = "STATUS_VIEWER_TOKEN"  # read-only, also read by functions/status_auth.py
+CLIENT_VIEWER_TOKEN_VAR = "DASHBOARD_VIEWER_TOKEN"  # a read-only client's bearer token
 
 
 def new_token() -> str:
@@ -41,16 +46,17 @@ def function_url(function: HttpFunction, ports: Ports) -> str:
     return f"http://{HOST}:{ports.functions[function.name]}/{function.name}"
 
 
-def client_env(topology: Topology, ports: Ports, token: str) -> dict[str, str]:
-    """What a client of the HTTP functions sets: each one's URL, and the token to send."""
+def client_env(topology: Topology, ports: Ports, token: str, viewer_token: str = "") -> dict[str, str]:
+    """What a client of the HTTP functions sets: each one's URL, and the tokens to send (an operator's, a viewer's)."""
     if not topology.http_functions:
         return {}
-    return {**{url_var(f): function_url(f, ports) for f in topology.http_functions}, CLIENT_TOKEN_VAR: token}
+    viewer = {CLIENT_VIEWER_TOKEN_VAR: viewer_token} if viewer_token else {}
+    return {**{url_var(f): function_url(f, ports) for f in topology.http_functions}, CLIENT_TOKEN_VAR: token, **viewer}
 
 
-def function_env(token: str) -> dict[str, str]:
+def function_env(token: str, viewer_token: str = "") -> dict[str, str]:
     """What an HTTP function gets on top of every process's environment."""
-    return {FUNCTION_TOKEN_VAR: token}
+    return {FUNCTION_TOKEN_VAR: token, **({FUNCTION_VIEWER_TOKEN_VAR: viewer_token} if viewer_token else {})}
 
 
 def framework_argv(executable: Path, source: Path, target: str, port: int, *, http: bool) -> list[str]:

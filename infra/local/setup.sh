@@ -8,6 +8,7 @@
 # 1. Java and the Pub/Sub and Firestore emulators (gcloud's `beta emulators pubsub`
 #    and `emulators firestore`).
 # 2. Fonts the renderer uses: DejaVu, Noto CJK, Noto Color Emoji.
+#    Debian's Chromium, for the dashboard's tests (tests/operators/test_dashboard.py).
 # 3. .venv with requirements.txt; reinstalled only when requirements.txt changes
 #    (its hash is kept in .setup-stamp).
 #
@@ -96,6 +97,13 @@ apt_install "${FONTS[@]}"
 for pkg in "${unavailable[@]}"; do
     missing+=("font package $pkg: not in any configured apt repository")
 done
+
+# ---------------------------------------------------------------- Chromium, for the dashboard's tests
+
+# Debian's own build, driven by Playwright (requirements.txt) with executable_path=/usr/bin/chromium:
+# Playwright never downloads a browser here.
+[[ -x /usr/bin/chromium ]] || apt_install chromium
+[[ -x /usr/bin/chromium ]] || missing+=("chromium (Debian package): the dashboard's tests drive it")
 
 # ---------------------------------------------------------------- Python environment
 
