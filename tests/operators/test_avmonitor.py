@@ -87,24 +87,25 @@ def test_a_hedged_job_shows_as_a_hedge(cloud, outcomes, vertex, job_dir) -> None
     assert row["method"] == "hedge" and row["state"] == "succeeded"
 
 
-def test_vm_status_shows_the_running_vm_with_its_job_and_flags_a_stale_heartbeat(cloud, vertex, compute, job_dir) -> None:
+def test_vm_status_shows_the_running_vm_with_its_job_and_flags_a_stale_heartbeat(cloud, vertex, long_job_dir) -> None:
     vertex(mode="quota")
-    # The VM freezes once its worker has written a heartbeat or two (a loaded machine starts Python slowly):
-    # the heartbeat then goes stale, 15 s before the watchdog relaunches (VM_HEARTBEAT_TIMEOUT_S).
-    compute(hang_after_s=6.0)
-    job_id = _submit(cloud, job_dir)
-    wait_until(lambda: _status_of(job_id) == "vm_running", timeout_s=60)
+    job_id = _submit(cloud, long_job_dir)
 
-    def stale_row():
+    def row(**want):  # the job's VM row if it matches want (a value of None: the field is set at all)
         rows = [r for r in as_json(cloud, "vm-status", "--stale-after", "4")["vms"] if r["job_id"] == job_id]
-        return rows[0] if rows and rows[0]["stale"] else None
+        return rows[0] if rows and all(rows[0][k] == v if v is not None else rows[0][k] is not None
+                                       for k, v in want.items()) else None
 
     try:
-        row = wait_until(stale_row, timeout_s=60)
-        assert row["job_state"] == "vm_running" and not row["orphan"] and row["gpu"] and row["zone"]
-        assert row["provisioning"] in ("spot", "on-demand") and row["cost_so_far_usd"] > 0
+        live = wait_until(lambda: row(heartbeat_age_s=None, stale=False), timeout_s=90)  # rendering, heartbeat fresh
+        assert live["job_state"] == "vm_running" and not live["orphan"] and live["gpu"] and live["zone"]
+        assert live["provisioning"] in ("spot", "on-demand") and live["cost_so_far_usd"] > 0
+        # Freeze it (SIGSTOP, as a hung guest): its heartbeat goes stale, 15 s before the watchdog relaunches.
+        admin(cloud.env["COMPUTE_API_ENDPOINT"], f"instances/{live['zone']}/{live['name']}/hang", {})
+        stale = wait_until(lambda: row(stale=True), timeout_s=30)
+        assert stale["name"] == live["name"]
         table = avmonitor(cloud, "vm-status", "--stale-after", "4")
-        assert row["name"] in table.stdout and "STALE" in table.stdout
+        assert live["name"] in table.stdout and "STALE" in table.stdout
     finally:
         avmonitor(cloud, "cancel", job_id)
 
