@@ -10,7 +10,6 @@ misspelt ``cost_per_hour`` must not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -19,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from common import strict_yaml
+
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("gpu_catalog.yml")
 
@@ -286,49 +286,20 @@ def resolve_video_length(computed_s: float | None, environ: Mapping[str, str] | 
 # ---------------------------------------------------------------- validation helpers
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise CatalogError(f"catalog: line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+def _error(message: str) -> CatalogError:
+    return CatalogError(f"catalog: {message}")
 
 
 def _parse_yaml(text: str, source: str) -> object:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise CatalogError(f"catalog: {source}: not valid YAML{where}: {err.problem}") from None
-    except yaml.YAMLError as err:
-        raise CatalogError(f"catalog: {source}: not valid YAML: {err}") from None
+    return strict_yaml.load(text, source, _error)
 
 
 def _fields(data: object, at: str, required: set[str], optional: set[str]) -> dict[str, Any]:
     """Check that `data` is a mapping with every required field and nothing unknown."""
-    where = at or "top level"
-    if not isinstance(data, dict):
-        raise CatalogError(f"catalog: {where}: must be a mapping, got {type(data).__name__}")
-    allowed = required | optional
-    for key in data:
-        if key not in allowed:
-            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
-            raise CatalogError(f"catalog: {_join(at, key)}: unknown field{suggestion}")
-    for key in sorted(required):
-        if key not in data:
-            raise CatalogError(f"catalog: {_join(at, key)}: required field is missing")
-    return data
+    return strict_yaml.fields(data, at, required, optional, _error)
 
 
-def _join(at: str, key: object) -> str:
-    return f"{at}.{key}" if at else str(key)
+_join = strict_yaml.join
 
 
 def _gpu_name(name: object) -> str:

@@ -31,7 +31,6 @@ a broken experiment must never stop a job. ``python -m functions.experiments
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import math
@@ -43,9 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from catalog.model import PROVISIONINGS, CatalogError, load_catalog
+from common import strict_yaml
 from common.logs import get_logger
 from functions.state import EXPERIMENT, ExperimentArm, JobState, Status
 
@@ -247,44 +246,17 @@ def _arm(name: object, data: object, at: str, gpus: tuple[str, ...]) -> Arm:
 # ---------------------------------------------------------------- validation helpers
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys: PyYAML would silently keep the last (a second arm of one name)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise ExperimentError(f"experiments: line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+def _error(message: str) -> ExperimentError:
+    return ExperimentError(f"experiments: {message}")
 
 
 def _parse_yaml(text: str, source: str) -> object:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ExperimentError(f"experiments: {source}: not valid YAML{where}: {err.problem}") from None
-    except yaml.YAMLError as err:
-        raise ExperimentError(f"experiments: {source}: not valid YAML: {err}") from None
+    return strict_yaml.load(text, source, _error)
 
 
 def _fields(data: object, at: str, required: set[str], optional: set[str]) -> dict[str, Any]:
     """A mapping with every required field and nothing unknown (a misspelt field must not be ignored)."""
-    if not isinstance(data, dict):
-        raise ExperimentError(f"experiments: {at or 'top level'}: must be a mapping, got {type(data).__name__}")
-    allowed = required | optional
-    for key in data:
-        if key not in allowed:
-            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            suggestion = f" (did you mean {hint[0]}?)" if hint else f" (allowed: {', '.join(sorted(allowed))})"
-            raise ExperimentError(f"experiments: {f'{at}.{key}' if at else key}: unknown field{suggestion}")
-    for key in sorted(required):
-        if key not in data:
-            raise ExperimentError(f"experiments: {f'{at}.{key}' if at else key}: required field is missing")
-    return data
+    return strict_yaml.fields(data, at, required, optional, _error, list_allowed=True)
 
 
 def _name(name: object, at: str) -> None:
