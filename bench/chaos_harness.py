@@ -35,7 +35,7 @@ from typing import Any
 from google.api_core.exceptions import NotFound
 
 from infra.local.cloud import LocalCloud, Ports
-from infra.local.testkit import Outcomes, admin, format_timeline, submit_job
+from infra.local.testkit import Outcomes, admin, forget_clients, format_timeline, submit_job
 from infra.local.topology import load_topology
 
 PROJECT = "fast-render-chaos"
@@ -337,20 +337,6 @@ def _duration(state) -> float | None:
         return None
     first, last = (datetime.fromisoformat(state.history[i]["at"]) for i in (0, -1))
     return round((last - first).total_seconds(), 1)
-
-
-def forget_clients() -> None:
-    """Clear the product's per-process caches (clients, config, state store): they hold one cloud's endpoints."""
-    import importlib
-
-    for module_name in ("functions.clients", "functions.jobs", "functions.fallback", "functions.memory"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for value in vars(module).values():
-            if callable(getattr(value, "cache_clear", None)):
-                value.cache_clear()
 
 
 def serial_tail(vm: dict, lines: int = 6) -> str:

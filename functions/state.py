@@ -154,6 +154,12 @@ class FallbackRun(_Section):
     pinned_provisioning: str | None = None  # an operator's choice: "spot" or "on-demand"
     previous: list[dict[str, Any]] = field(default_factory=list)  # ended attempts: attempt, instance, zone, gpu, provisioning, end
 
+    def as_attempt(self, end: str, ended_at: float | None) -> dict[str, Any]:
+        """This attempt as an entry of ``previous``: what the timeline and the cost report read of it."""
+        return {"attempt": self.attempt, "instance": self.instance, "zone": self.zone, "gpu": self.gpu,
+                "provisioning": self.provisioning, "launched_at": self.launched_at,
+                "price_per_hour": self.price_per_hour, "ended_at": ended_at, "end": end}
+
 
 @dataclass
 class RenderResult(_Section):

@@ -216,23 +216,22 @@ def _delete_vm(cfg, zone: str, instance: str) -> None:
 
 
 def _relaunch(job_id: str, attempt: int, why: str) -> None:
+    ended: dict[str, FallbackRun] = {}
+
     def change(state: JobState | None) -> JobState | None:
         if state is None or state.status is not Status.VM_RUNNING or state.fallback.attempt != attempt:
             return None
-        old = state.fallback
-        ended = {"attempt": old.attempt, "instance": old.instance, "zone": old.zone, "gpu": old.gpu,
-                 "provisioning": old.provisioning, "launched_at": old.launched_at, "price_per_hour": old.price_per_hour,
-                 "ended_at": time.time(), "end": why}
+        old = ended["attempt"] = state.fallback
         state.fallback = FallbackRun(attempt=attempt + 1, first_attempt=old.first_attempt,
-                                     preemptions=old.preemptions + (why == "preempted"), previous=[*old.previous, ended],
+                                     preemptions=old.preemptions + (why == "preempted"),
+                                     previous=[*old.previous, old.as_attempt(why, time.time())],
                                      pinned_gpu=old.pinned_gpu, pinned_provisioning=old.pinned_provisioning)
         state.move_to(Status.FALLBACK_REQUESTED, f"VM {old.instance} {why} without a video: relaunching", attempt=attempt + 1)
         return state
 
-    before = store().get(job_id)
     _, changed = store().update(job_id, change)
     if changed:
-        _settle_spend(job_id, attempt, before.fallback if before else FallbackRun())
+        _settle_spend(job_id, attempt, ended["attempt"])  # the attempt as the committed change saw it
         clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": f"vm {why}"}, job_id=job_id)
 
 

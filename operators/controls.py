@@ -96,11 +96,8 @@ def retry(job_id: str, *, operator: str) -> dict[str, Any]:
         old_primary, old_vm = state.primary, state.fallback
         primary_before = [*old_primary.previous, *([{"custom_job": old_primary.custom_job, "error": old_primary.error}]
                                                    if old_primary.custom_job else [])]
-        vm_before = [*old_vm.previous, *([{"attempt": old_vm.attempt, "instance": old_vm.instance, "zone": old_vm.zone,
-                                           "gpu": old_vm.gpu, "provisioning": old_vm.provisioning,
-                                           "launched_at": old_vm.launched_at, "price_per_hour": old_vm.price_per_hour,
-                                           "ended_at": old_vm.deleted_at, "end": state.status.value}]
-                                         if old_vm.instance else [])]
+        vm_before = [*old_vm.previous,
+                     *([old_vm.as_attempt(state.status.value, old_vm.deleted_at)] if old_vm.instance else [])]
         state.primary = PrimaryRun(attempt=old_primary.attempt + 1, first_attempt=old_primary.attempt + 1,
                                    previous=primary_before)
         next_vm = old_vm.attempt + 1

@@ -166,10 +166,8 @@ def job_detail(job_id: str) -> dict[str, Any]:
 
 
 def _current_attempt(state: JobState) -> dict[str, Any]:
-    fb = state.fallback
-    return {"attempt": fb.attempt, "instance": fb.instance, "zone": fb.zone, "gpu": fb.gpu,
-            "provisioning": fb.provisioning, "launched_at": fb.launched_at, "price_per_hour": fb.price_per_hour,
-            "end": "current" if not state.status.terminal else state.status.value}
+    end = state.status.value if state.status.terminal else "current"
+    return state.fallback.as_attempt(end, state.fallback.deleted_at)
 
 
 # ---------------------------------------------------------------- VMs

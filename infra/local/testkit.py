@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
+import os
 import json
 import time
 import urllib.error
@@ -164,3 +166,30 @@ def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0, interval_s
             raise AssertionError(f"not met within {timeout_s} s")
         time.sleep(interval_s)
     return value
+
+
+def forget_clients() -> None:
+    """Clear the product's per-process caches (clients, config, state store): they hold one cloud's endpoints."""
+    for module_name in ("functions.clients", "functions.jobs", "functions.fallback", "functions.memory"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for value in vars(module).values():
+            if callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()
+
+
+@contextlib.contextmanager
+def client_of(cloud: LocalCloud, extra_env: dict[str, str] | None = None) -> Iterator[LocalCloud]:
+    """This process as a client of ``cloud``, as the main app is: its environment set (plus ``extra_env``)
+    and the product's cached clients dropped; both given back afterwards."""
+    saved = dict(os.environ)
+    os.environ.update({**cloud.env, **(extra_env or {})})
+    forget_clients()
+    try:
+        yield cloud
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        forget_clients()

@@ -12,16 +12,14 @@ makes another, not started, for a test module that needs a cloud of its own
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bench.chaos_harness import forget_clients
 from infra.local.cloud import LocalCloud, Ports
-from infra.local.testkit import Outcomes
+from infra.local.testkit import Outcomes, client_of
 from infra.local.topology import load_topology
 
 PROJECT = "fast-render-operators"
@@ -55,17 +53,8 @@ def new_cloud(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., LocalCl
 @pytest.fixture(scope="session")
 def cloud(new_cloud: Callable[..., LocalCloud]):
     local = new_cloud(PROJECT, "local-cloud", tick_every_s=2, extra_env=FAST_SETTINGS)
-    with local:
-        saved = dict(os.environ)
-        os.environ.update(local.env)  # the tests are clients of the local cloud, like the main app
-        # The product's clients are cached per process: drop any made for another test directory's cloud.
-        forget_clients()
-        try:
-            yield local
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            forget_clients()
+    with local, client_of(local):  # the tests are clients of the local cloud, like the main app
+        yield local
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from functions.state import (
     RenderResult,
     Status,
 )
+from infra.local.testkit import client_of
 from operators import ab
 from operators.cost import VertexRun
 
@@ -195,22 +195,12 @@ FAST_SETTINGS = {
 
 @pytest.fixture(scope="module")
 def ab_cloud(new_cloud: Callable, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from bench.chaos_harness import forget_clients
-
     path = tmp_path_factory.mktemp("experiments") / "experiments.yml"
     path.write_text(EXPERIMENTS)
     settings = {**FAST_SETTINGS, "EXPERIMENTS_FILE": str(path)}
     local = new_cloud(PROJECT, "ab-cloud", tick_every_s=2, extra_env=settings)
-    with local:
-        saved = dict(os.environ)
-        os.environ.update({**local.env, "EXPERIMENTS_FILE": str(path)})  # this process reads the same file
-        forget_clients()
-        try:
-            yield local
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            forget_clients()
+    with local, client_of(local, {"EXPERIMENTS_FILE": str(path)}):  # this process reads the same file
+        yield local
 
 
 @pytest.fixture
