@@ -9,8 +9,12 @@
 #    and `emulators firestore`).
 # 2. Fonts the renderer uses: DejaVu, Noto CJK, Noto Color Emoji.
 #    Debian's Chromium, for the dashboard's tests (tests/operators/test_dashboard.py).
-# 3. .venv with requirements.txt; reinstalled only when requirements.txt changes
-#    (its hash is kept in .setup-stamp).
+#    Debian's shellcheck, for the shell scripts' check (tests/infra).
+# 3. .venv with requirements-test.txt (which includes requirements.txt, the
+#    functions', and render_vm/requirements.txt, the worker's); reinstalled only
+#    when one of them changes (their hash is kept in .setup-stamp).
+# 4. .venv-checks with requirements-checks.txt (checkov, whose pins conflict with
+#    .venv's packages); reinstalled only when that file changes.
 #
 # apt-get update runs at most once, and only when something must be installed.
 # Something that cannot be installed here (the emulators come from Google's apt
@@ -21,6 +25,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO/.venv"
 STAMP="$REPO/.setup-stamp"
+CHECKS_VENV="$REPO/.venv-checks"
+CHECKS_STAMP="$CHECKS_VENV/.setup-stamp"
+REQUIREMENTS=(requirements.txt render_vm/requirements.txt requirements-test.txt)  # -r includes of the last
 FONTS=(fontconfig fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji)  # fontconfig: captions find fonts with fc-match/fc-list
 
 missing=()      # lines for the final report
@@ -105,18 +112,38 @@ done
 [[ -x /usr/bin/chromium ]] || apt_install chromium
 [[ -x /usr/bin/chromium ]] || missing+=("chromium (Debian package): the dashboard's tests drive it")
 
+# ---------------------------------------------------------------- shellcheck, for the scripts' check
+
+command -v shellcheck >/dev/null || apt_install shellcheck
+command -v shellcheck >/dev/null || missing+=("shellcheck (Debian package): the shell scripts' check runs it")
+
 # ---------------------------------------------------------------- Python environment
 
-if [[ ! -x "$VENV/bin/python" ]]; then
+# make_venv <dir>: a venv at <dir> unless it has one.
+make_venv() {
+    [[ -x "$1/bin/python" ]] && return 0
     python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
-    say "creating $VENV"
-    python3 -m venv "$VENV"
-fi
-wanted_hash="$(sha256sum "$REPO/requirements.txt" | cut -d' ' -f1)"
+    say "creating $1"
+    python3 -m venv "$1"
+}
+
+make_venv "$VENV"
+wanted_hash="$(cd "$REPO" && cat "${REQUIREMENTS[@]}" | sha256sum | cut -d' ' -f1)"
 if [[ "$(cat "$STAMP" 2>/dev/null)" != "$wanted_hash" ]]; then
-    say "pip install -r requirements.txt"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt"
+    say "pip install -r requirements-test.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements-test.txt"
     echo "$wanted_hash" >"$STAMP"
+fi
+
+make_venv "$CHECKS_VENV"
+wanted_hash="$(sha256sum "$REPO/requirements-checks.txt" | cut -d' ' -f1)"
+if [[ "$(cat "$CHECKS_STAMP" 2>/dev/null)" != "$wanted_hash" ]]; then
+    say "pip install -r requirements-checks.txt into $CHECKS_VENV"
+    if "$CHECKS_VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements-checks.txt"; then
+        echo "$wanted_hash" >"$CHECKS_STAMP"
+    else
+        missing+=("checkov (requirements-checks.txt) could not be installed into $CHECKS_VENV")
+    fi
 fi
 # The operators' CLI as a console script of the venv (the same as ./avmonitor).
 [[ -L "$VENV/bin/avmonitor" ]] || ln -sf "$REPO/avmonitor" "$VENV/bin/avmonitor"
