@@ -3,7 +3,7 @@
     python -m catalog estimate --length 180 [--catalog FILE] [--baseline 20] [--overhead 0]
                                [--deadline S] [--spot] [--preemptions N] [--block SPEC ...]
                                [--learned FILE] [--budget USD] [--json]
-    python -m catalog validate [FILE]
+    python -m catalog validate [FILE]     (either form: full, or the design note's short one)
 
 Exit status: 0 done; 1 no option could be selected; 2 invalid input or catalog.
 """
@@ -95,7 +95,10 @@ def _estimate(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.file)
     names = ", ".join(catalog.gpus)
-    print(f"ok: {catalog.source}: {len(catalog.gpus)} GPU options ({names})")
+    form = "short form (top-level GPU entries)" if catalog.form == "short" else "full form (gpus:)"
+    print(f"ok: {catalog.source}: {len(catalog.gpus)} GPU options ({names}), {form}")
+    for default in catalog.defaults:  # what the short form left out and the loader assumed: worth seeing
+        print(f"  default {default}")
     return 0
 
 

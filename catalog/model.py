@@ -5,6 +5,20 @@ Every problem is reported as one `CatalogError` line that names the field, e.g.
 bad catalog must stop a deploy (or `python -m catalog validate`) with a message
 a person can act on, not with a traceback. Unknown fields are errors too: a
 misspelt ``cost_per_hour`` must not silently fall back to a default.
+
+Two forms are read. The full form (catalog/gpu_catalog.yml) lists GPUs under
+``gpus:`` with their machine type and zones. The design note's short form has
+no ``gpus:``: its top-level keys other than the settings (version,
+baseline_s_per_s, transfer_overhead_s, budget, spot, vertex) are GPU entries,
+each with ``cost_per_hour`` and ``speed_factor`` and optionally ``accelerator``,
+``machine`` (the machine type) and any full-form GPU field. What one omits
+comes from the bundled catalog: accelerator by name (t4, l4, v100, a100, h100),
+machine by accelerator, zones of that accelerator in $REGION (default
+us-central1), has_nvenc by accelerator (T4, L4, V100 true; A100, H100 false);
+boot_overhead_s is the full form's default (150) and there is no Spot price
+(not offered as Spot). catalog/short_form.py turns it into the full form before
+the validation below; errors name its own paths (``l4.cost_per_hour``). Mixing
+``gpus:`` with top-level GPU entries is an error.
 """
 
 from __future__ import annotations
@@ -27,6 +41,9 @@ DEFAULT_CATALOG_PATH = Path(__file__).with_name("gpu_catalog.yml")
 ENV_CATALOG = "GPU_CATALOG"
 ENV_BASELINE = "BASELINE_T4_SPEED_S_PER_S"
 ENV_VIDEO_LENGTH = "VIDEO_LENGTH_S"
+# The deployment's region (functions/config.py reads it too); the short form's default zones are in it.
+ENV_REGION = "REGION"
+DEFAULT_REGION = "us-central1"
 
 ON_DEMAND = "on-demand"
 SPOT = "spot"
@@ -34,8 +51,8 @@ PROVISIONINGS = (ON_DEMAND, SPOT)
 
 _GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
 _ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
-_ACCELERATOR = re.compile(r"^nvidia-[a-z0-9-]+$")
-_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
+ACCELERATOR = re.compile(r"^nvidia-[a-z0-9-]+$")
+MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
 _VERTEX_ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")  # Vertex's AcceleratorType enum names: NVIDIA_TESLA_T4
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 
@@ -114,6 +131,8 @@ class Catalog:
     spot: SpotPolicy
     source: str  # where it was loaded from, for logs and error messages
     vertex: VertexPricing | None = None  # None: the catalog prices no Vertex AI machine
+    form: str = "full"  # "full" (gpus:) or "short" (the design note's top-level GPU entries)
+    defaults: tuple[str, ...] = ()  # the short form's defaults applied, one line each ("l4.zones: ...")
 
 
 # Defaults for the optional top-level fields; a catalog only has to list its GPUs.
@@ -123,13 +142,13 @@ DEFAULT_BUDGET = Budget(per_job_usd=5.0, daily_usd=50.0)
 DEFAULT_SPOT = SpotPolicy(max_preemptions=2, segment_s=120.0, default_preemption_rate_per_hour=0.05)
 DEFAULT_BOOT_OVERHEAD_S = 150.0
 
-_TOP_FIELDS = {"version", "baseline_s_per_s", "transfer_overhead_s", "budget", "spot", "gpus", "vertex"}
+TOP_FIELDS = {"version", "baseline_s_per_s", "transfer_overhead_s", "budget", "spot", "gpus", "vertex"}
 _VERTEX_FIELDS = {"region", "machine_types", "accelerators"}
 _VERTEX_ACCELERATOR_FIELDS = {"gpu", "cost_per_hour"}
 _BUDGET_FIELDS = {"per_job_usd", "daily_usd"}
 _SPOT_FIELDS = {"max_preemptions", "segment_s", "default_preemption_rate_per_hour"}
-_GPU_REQUIRED = {"accelerator", "machine_type", "speed_factor", "zones"}
-_GPU_OPTIONAL = {
+GPU_REQUIRED = {"accelerator", "machine_type", "speed_factor", "zones"}
+GPU_OPTIONAL = {
     "accelerator_count",
     "cost_per_hour",
     "spot_cost_per_hour",
@@ -146,7 +165,8 @@ def load_catalog(path: str | Path | None = None, environ: Mapping[str, str] | No
     """Load and validate a catalog file, then apply the environment's overrides.
 
     The file is `path` if given, else $GPU_CATALOG, else the bundled
-    gpu_catalog.yml. $BASELINE_T4_SPEED_S_PER_S replaces `baseline_s_per_s`.
+    gpu_catalog.yml. $BASELINE_T4_SPEED_S_PER_S replaces `baseline_s_per_s`;
+    $REGION is where a short-form entry without zones gets its zones.
     """
     env = os.environ if environ is None else environ
     chosen = Path(path) if path is not None else Path(env.get(ENV_CATALOG) or DEFAULT_CATALOG_PATH)
@@ -154,25 +174,33 @@ def load_catalog(path: str | Path | None = None, environ: Mapping[str, str] | No
         text = chosen.read_text(encoding="utf-8")
     except OSError as err:
         raise CatalogError(f"catalog: {chosen}: cannot read: {err.strerror or err}") from None
-    catalog = parse_catalog(_parse_yaml(text, str(chosen)), source=str(chosen))
+    region = env.get(ENV_REGION) or DEFAULT_REGION
+    catalog = parse_catalog(_parse_yaml(text, str(chosen)), source=str(chosen), region=region)
     baseline = env_positive_number(ENV_BASELINE, env)
     if baseline is not None:
         catalog = dataclasses.replace(catalog, baseline_s_per_s=baseline)
     return catalog
 
 
-def parse_catalog(data: object, source: str = "<memory>") -> Catalog:
-    """Validate an already-parsed catalog document (a dict, as YAML or JSON gives it)."""
-    top = _fields(data, "", required={"gpus"}, optional=_TOP_FIELDS - {"gpus"})
+def parse_catalog(data: object, source: str = "<memory>", *, region: str | None = None) -> Catalog:
+    """Validate an already-parsed catalog document (a dict, as YAML or JSON gives it), in either form.
+
+    `region` (default: $REGION, else us-central1) places short-form entries that list no zones.
+    """
+    from catalog import short_form  # it imports this module: bound at call time, once both are loaded
+
+    data, form, defaults = short_form.to_full(data, region or os.environ.get(ENV_REGION) or DEFAULT_REGION)
+    gpu_at = "gpus." if form == short_form.FULL else ""  # the short form's paths have no gpus. prefix
+    top = _fields(data, "", required={"gpus"}, optional=TOP_FIELDS - {"gpus"})
     if "version" in top and top["version"] != 1:
         raise CatalogError(f"catalog: version: must be 1, got {top['version']!r}")
     gpus_data = top["gpus"]
     if not isinstance(gpus_data, dict) or not gpus_data:
         raise CatalogError("catalog: gpus: must be a mapping of GPU names to options, with at least one")
-    gpus = {_gpu_name(name): _parse_gpu(name, spec) for name, spec in gpus_data.items()}
+    gpus = {gpu_name(name, gpu_at): _parse_gpu(name, spec, f"{gpu_at}{name}") for name, spec in gpus_data.items()}
     return Catalog(
         gpus=gpus,
-        baseline_s_per_s=_positive(top.get("baseline_s_per_s", DEFAULT_BASELINE_S_PER_S), "baseline_s_per_s"),
+        baseline_s_per_s=positive(top.get("baseline_s_per_s", DEFAULT_BASELINE_S_PER_S), "baseline_s_per_s"),
         transfer_overhead_s=_non_negative(
             top.get("transfer_overhead_s", DEFAULT_TRANSFER_OVERHEAD_S), "transfer_overhead_s"
         ),
@@ -180,29 +208,30 @@ def parse_catalog(data: object, source: str = "<memory>") -> Catalog:
         spot=_parse_spot(top.get("spot", {})),
         source=source,
         vertex=_parse_vertex(top["vertex"], gpus) if "vertex" in top else None,
+        form=form,
+        defaults=tuple(defaults),
     )
 
 
-def _parse_gpu(name: str, data: object) -> GpuSpec:
-    at = f"gpus.{name}"
-    raw = _fields(data, at, required=_GPU_REQUIRED, optional=_GPU_OPTIONAL)
+def _parse_gpu(name: str, data: object, at: str) -> GpuSpec:
+    raw = _fields(data, at, required=GPU_REQUIRED, optional=GPU_OPTIONAL)
     if raw.get("cost_per_hour") is None and raw.get("spot_cost_per_hour") is None:
         raise CatalogError(f"catalog: {at}: needs cost_per_hour or spot_cost_per_hour (or both)")
     if raw.get("preemption_rate_per_hour") is not None and raw.get("spot_cost_per_hour") is None:
         raise CatalogError(f"catalog: {at}.preemption_rate_per_hour: only applies with spot_cost_per_hour")
     return GpuSpec(
         name=name,
-        accelerator=_matching(
-            raw["accelerator"], f"{at}.accelerator", _ACCELERATOR, "an accelerator type like nvidia-l4"
+        accelerator=matching(
+            raw["accelerator"], f"{at}.accelerator", ACCELERATOR, "an accelerator type like nvidia-l4"
         ),
         accelerator_count=_count(raw.get("accelerator_count", 1), f"{at}.accelerator_count"),
-        machine_type=_matching(
-            raw["machine_type"], f"{at}.machine_type", _MACHINE_TYPE, "a machine type like g2-standard-8"
+        machine_type=matching(
+            raw["machine_type"], f"{at}.machine_type", MACHINE_TYPE, "a machine type like g2-standard-8"
         ),
-        cost_per_hour=_optional(raw, "cost_per_hour", at, _positive),
-        spot_cost_per_hour=_optional(raw, "spot_cost_per_hour", at, _positive),
+        cost_per_hour=_optional(raw, "cost_per_hour", at, positive),
+        spot_cost_per_hour=_optional(raw, "spot_cost_per_hour", at, positive),
         preemption_rate_per_hour=_optional(raw, "preemption_rate_per_hour", at, _non_negative),
-        speed_factor=_positive(raw["speed_factor"], f"{at}.speed_factor"),
+        speed_factor=positive(raw["speed_factor"], f"{at}.speed_factor"),
         zones=_zones(raw["zones"], f"{at}.zones"),
         boot_overhead_s=_non_negative(raw.get("boot_overhead_s", DEFAULT_BOOT_OVERHEAD_S), f"{at}.boot_overhead_s"),
         has_nvenc=_boolean(raw.get("has_nvenc", False), f"{at}.has_nvenc"),
@@ -212,8 +241,8 @@ def _parse_gpu(name: str, data: object) -> GpuSpec:
 def _parse_budget(data: object) -> Budget:
     raw = _fields(data, "budget", required=set(), optional=_BUDGET_FIELDS)
     return Budget(
-        per_job_usd=_positive(raw.get("per_job_usd", DEFAULT_BUDGET.per_job_usd), "budget.per_job_usd"),
-        daily_usd=_positive(raw.get("daily_usd", DEFAULT_BUDGET.daily_usd), "budget.daily_usd"),
+        per_job_usd=positive(raw.get("per_job_usd", DEFAULT_BUDGET.per_job_usd), "budget.per_job_usd"),
+        daily_usd=positive(raw.get("daily_usd", DEFAULT_BUDGET.daily_usd), "budget.daily_usd"),
     )
 
 
@@ -240,18 +269,18 @@ def _parse_vertex(data: object, gpus: dict[str, GpuSpec]) -> VertexPricing:
     machine_types = {}
     for name, price in raw["machine_types"].items():
         at = f"vertex.machine_types.{name}"
-        machine_types[_matching(name, at, _MACHINE_TYPE, "a machine type like n1-standard-8")] = _positive(price, at)
+        machine_types[matching(name, at, MACHINE_TYPE, "a machine type like n1-standard-8")] = positive(price, at)
     accelerators = {}
     for name, entry in raw["accelerators"].items():
         at = f"vertex.accelerators.{name}"
-        _matching(name, at, _VERTEX_ACCELERATOR, "a Vertex AI accelerator type like NVIDIA_TESLA_T4")
+        matching(name, at, _VERTEX_ACCELERATOR, "a Vertex AI accelerator type like NVIDIA_TESLA_T4")
         entry = _fields(entry, at, required=_VERTEX_ACCELERATOR_FIELDS, optional=set())
         if entry["gpu"] not in gpus:  # its speed is that GPU's speed_factor: a typo must not lose it silently
             raise CatalogError(f"catalog: {at}.gpu: must be one of the catalog's GPUs ({', '.join(gpus)}), "
                                f"got {entry['gpu']!r}")
         accelerators[name] = VertexAccelerator(gpu=entry["gpu"],
-                                               cost_per_hour=_positive(entry["cost_per_hour"], f"{at}.cost_per_hour"))
-    region = _matching(raw["region"], "vertex.region", _REGION, "a region like us-central1")
+                                               cost_per_hour=positive(entry["cost_per_hour"], f"{at}.cost_per_hour"))
+    region = matching(raw["region"], "vertex.region", _REGION, "a region like us-central1")
     return VertexPricing(region=region, machine_types=machine_types, accelerators=accelerators)
 
 
@@ -286,26 +315,26 @@ def resolve_video_length(computed_s: float | None, environ: Mapping[str, str] | 
 # ---------------------------------------------------------------- validation helpers
 
 
-def _error(message: str) -> CatalogError:
+def catalog_error(message: str) -> CatalogError:
     return CatalogError(f"catalog: {message}")
 
 
 def _parse_yaml(text: str, source: str) -> object:
-    return strict_yaml.load(text, source, _error)
+    return strict_yaml.load(text, source, catalog_error)
 
 
 def _fields(data: object, at: str, required: set[str], optional: set[str]) -> dict[str, Any]:
     """Check that `data` is a mapping with every required field and nothing unknown."""
-    return strict_yaml.fields(data, at, required, optional, _error)
+    return strict_yaml.fields(data, at, required, optional, catalog_error)
 
 
 _join = strict_yaml.join
 
 
-def _gpu_name(name: object) -> str:
+def gpu_name(name: object, prefix: str = "gpus.") -> str:
     if not isinstance(name, str) or not _GPU_NAME.match(name):
         raise CatalogError(
-            f"catalog: gpus.{name}: GPU names are 1 to 31 characters of a-z, 0-9, '-' and '_', got {name!r}"
+            f"catalog: {prefix}{name}: GPU names are 1 to 31 characters of a-z, 0-9, '-' and '_', got {name!r}"
         )
     return name
 
@@ -316,7 +345,7 @@ def _number(value: object, at: str, what: str) -> float:
     return float(value)
 
 
-def _positive(value: object, at: str) -> float:
+def positive(value: object, at: str) -> float:
     number = _number(value, at, "a positive number")
     if number <= 0:
         raise CatalogError(f"catalog: {at}: must be a positive number, got {value!r}")
@@ -348,7 +377,7 @@ def _boolean(value: object, at: str) -> bool:
     return value
 
 
-def _matching(value: object, at: str, pattern: re.Pattern[str], what: str) -> str:
+def matching(value: object, at: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise CatalogError(f"catalog: {at}: must be {what}, got {value!r}")
     return value
@@ -357,7 +386,7 @@ def _matching(value: object, at: str, pattern: re.Pattern[str], what: str) -> st
 def _zones(value: object, at: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise CatalogError(f"catalog: {at}: must be a non-empty list of zones, got {value!r}")
-    zones = tuple(_matching(zone, f"{at}[{i}]", _ZONE, "a zone like us-central1-a") for i, zone in enumerate(value))
+    zones = tuple(matching(zone, f"{at}[{i}]", _ZONE, "a zone like us-central1-a") for i, zone in enumerate(value))
     for i, zone in enumerate(zones):
         if zone in zones[:i]:
             raise CatalogError(f"catalog: {at}[{i}]: zone {zone} is listed twice")
