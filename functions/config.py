@@ -9,6 +9,7 @@ Storage and Firestore clients read ``PUBSUB_EMULATOR_HOST`` /
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 
@@ -44,13 +45,20 @@ class Config:
     vertex_accelerator: str = "NVIDIA_TESLA_T4"
     vertex_timeout_s: int = 3600
     worker_image: str = "us-docker.pkg.dev/fast-render/render/worker:latest"
-    # What runs the worker: inside the Vertex container, and on the fallback VM
-    # (the startup script runs this command line; see render_vm/startup.sh).
+    # What runs the worker: inside the Vertex container, and on the fallback VM.
+    # VM_WORKER_COMMAND empty (the default): the VM's startup script pulls
+    # WORKER_IMAGE and runs it on the GPU; set, it runs that command line instead
+    # (the local cloud's `python -m render_vm worker`). See render_vm/startup.sh.
     vertex_worker_command: tuple[str, ...] = ("python", "-m", "render_vm", "worker")
     vm_worker_command: str = ""
     vm_image: str = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11"
     vm_service_account: str = "default"
+    # The Vertex AI job's identity; "" is Vertex's own default (its service agent).
+    vertex_service_account: str = ""
     vm_network: str = "global/networks/default"
+    vm_subnetwork: str = ""  # "" = let Compute Engine pick the network's subnet in the zone's region
+    vm_name_prefix: str = "av-render-"  # instances are PREFIX<job>-a<attempt>; IAM's render-vms condition matches it
+    vm_network_tag: str = "autovideo-render"  # the firewall rule's target tag (infra/iam.yaml vm_network_tag)
     vm_max_run_s: int = 4 * 3600
     use_spot: bool = True
     # Failure policy (docs/architecture.md has the whole table).
@@ -103,6 +111,24 @@ _POLICY = {
 }
 
 
+# A VM name is PREFIX + job id (at most 40 characters) + "-a" + attempt, and GCE
+# allows 63 characters, [a-z] first: so the prefix is at most 63 - 40 - 2 - the
+# attempt's digits.
+_NAME_PREFIX = re.compile(r"^[a-z][-a-z0-9]*$")
+_JOB_ID_MAX = 40  # common.layout.JOB_ID_PATTERN (tests/functions/test_vm_spec.py checks the two agree)
+
+
+def _vm_name_prefix(max_attempts: int) -> str:
+    prefix = _env("VM_NAME_PREFIX", "av-render-")
+    room = 63 - _JOB_ID_MAX - len("-a") - len(str(max(max_attempts, 1)))
+    if not _NAME_PREFIX.match(prefix) or len(prefix) > room:
+        raise ValueError(
+            f"VM_NAME_PREFIX: {prefix!r} must start with a-z, hold only a-z, 0-9 and '-', and be at most {room} "
+            f"characters (a VM name is the prefix, a job id of up to {_JOB_ID_MAX}, and -a<attempt>: 63 at most)"
+        )
+    return prefix
+
+
 def load_config() -> Config:
     """Read the environment once (module level in each function instance)."""
     project = _env("GOOGLE_CLOUD_PROJECT", "fast-render-local")
@@ -122,15 +148,17 @@ def load_config() -> Config:
         vertex_timeout_s=int(_float("VERTEX_TIMEOUT_S", 3600)),
         worker_image=image,
         vertex_worker_command=tuple(_env("VERTEX_WORKER_COMMAND", "python -m render_vm worker").split()),
-        # The default pulls the worker's container on a Deep Learning VM image
-        # (Docker and the NVIDIA driver preinstalled) and runs it with the GPU.
-        vm_worker_command=_env(
-            "VM_WORKER_COMMAND",
-            f"docker run --rm --gpus all --network host {image} python -m render_vm worker",
-        ),
+        # Empty: the startup script pulls WORKER_IMAGE on the Deep Learning VM image
+        # (Docker and the NVIDIA container toolkit there; the driver installed at
+        # first boot) and runs it with the GPU. Set: that command line runs instead.
+        vm_worker_command=_env("VM_WORKER_COMMAND", ""),
         vm_image=_env("VM_IMAGE", "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11"),
         vm_service_account=_env("VM_SERVICE_ACCOUNT", "default"),
+        vertex_service_account=_env("VERTEX_SERVICE_ACCOUNT", ""),
         vm_network=_env("VM_NETWORK", "global/networks/default"),
+        vm_subnetwork=_env("VM_SUBNETWORK", ""),
+        vm_name_prefix=_vm_name_prefix(int(_float("MAX_VM_ATTEMPTS", Config.max_vm_attempts))),
+        vm_network_tag=_env("VM_NETWORK_TAG", "autovideo-render"),
         vm_max_run_s=int(_float("VM_MAX_RUN_S", 4 * 3600)),
         # Spot VMs cost a third; the selector prices in preemption risk and stops
         # offering Spot to a job after the catalog's max_preemptions.

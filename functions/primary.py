@@ -108,6 +108,8 @@ def build_custom_job(cfg: Config, job_id: str, attempt: int = 1) -> aiplatform_v
         job_spec=aiplatform_v1.CustomJobSpec(
             worker_pool_specs=[aiplatform_v1.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container)],
             scheduling=aiplatform_v1.Scheduling(timeout=duration_pb2.Duration(seconds=cfg.vertex_timeout_s)),
+            # The render account (VERTEX_SERVICE_ACCOUNT), as on the VMs; "" leaves Vertex's default.
+            service_account=cfg.vertex_service_account,
         ),
     )
 

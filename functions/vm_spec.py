@@ -20,10 +20,32 @@ from functions.config import Config
 STARTUP_SCRIPT = (Path(__file__).resolve().parent.parent / "render_vm" / "startup.sh").read_text()
 _REQUEST_ID_NAMESPACE = uuid.UUID("5f4b3a52-6e0c-4d7f-9a43-7a1f0c2b9e11")
 
+# The VM's OAuth scopes: what the render account's roles (infra/iam.yaml, render) need, no more.
+# A scope only narrows what the account's IAM roles allow; cloud-platform would leave them alone.
+SCOPES = (
+    # Staging (read the job, write segments and the heartbeat) and output (create the video):
+    # Cloud Storage's read-write scope. It also covers the worker image's pull: Artifact
+    # Registry needs the storage read-only scope for that (read-write includes it), per
+    # https://cloud.google.com/artifact-registry/docs/integrate-compute ("Required permissions").
+    "https://www.googleapis.com/auth/devstorage.read_write",
+    # The worker's lines through Docker's gcplogs driver (roles/logging.logWriter).
+    "https://www.googleapis.com/auth/logging.write",
+    # The self-delete (custom fastRenderVmSelfDelete role): compute.readonly cannot delete.
+    "https://www.googleapis.com/auth/compute",
+)
 
-def instance_name(job_id: str, attempt: int) -> str:
-    """Deterministic per job and attempt (a-z0-9-, at most 63 characters)."""
-    return f"fr-{job_id}-a{attempt}"
+
+def instance_name(job_id: str, attempt: int, prefix: str | None = None) -> str:
+    """Deterministic per job and attempt: ``VM_NAME_PREFIX<job>-a<attempt>`` (a-z0-9-, at most 63 characters).
+
+    The prefix defaults to this process's config; load_config checks that the
+    longest job id still fits.
+    """
+    if prefix is None:
+        from functions import clients  # the process's cached config (clients imports this module's Config)
+
+        prefix = clients.config().vm_name_prefix
+    return f"{prefix}{job_id}-a{attempt}"
 
 
 def request_id(name: str, zone: str, option: Option, pass_no: int, retry: int = 0) -> str:
@@ -45,17 +67,17 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
         "fast-render-attempt": str(attempt),
         "fast-render-staging-bucket": cfg.staging_bucket,
         "fast-render-output-bucket": cfg.output_bucket,
-        "fast-render-worker-command": cfg.vm_worker_command,
         "fast-render-instance": name,
         "fast-render-gpu": option.gpu,
         "fast-render-price-per-hour": str(option.price_per_hour),
         "fast-render-compute-api": cfg.compute_endpoint or "https://compute.googleapis.com",
+        **worker_metadata(cfg),
     }
     return compute_v1.Instance(
         name=name,
         machine_type=f"zones/{zone}/machineTypes/{option.machine_type}",
         labels={layout.JOB_LABEL: job_id, layout.ATTEMPT_LABEL: str(attempt), layout.GPU_LABEL: option.gpu},
-        tags=compute_v1.Tags(items=["fast-render"]),
+        tags=compute_v1.Tags(items=[cfg.vm_network_tag]),  # the deny-ingress firewall's target
         guest_accelerators=[
             compute_v1.AcceleratorConfig(
                 accelerator_type=f"zones/{zone}/acceleratorTypes/{option.accelerator}",
@@ -70,11 +92,9 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
             )
         ],
         # No access config: no external IP. The VM reaches Google APIs through
-        # Private Google Access / Cloud NAT on its subnet.
-        network_interfaces=[compute_v1.NetworkInterface(network=cfg.vm_network)],
-        service_accounts=[
-            compute_v1.ServiceAccount(email=cfg.vm_service_account, scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        ],
+        # Private Google Access on its subnet (infra/terraform).
+        network_interfaces=[network_interface(cfg)],
+        service_accounts=[compute_v1.ServiceAccount(email=cfg.vm_service_account, scopes=list(SCOPES))],
         scheduling=compute_v1.Scheduling(
             on_host_maintenance="TERMINATE",  # GPUs cannot live-migrate
             automatic_restart=False,
@@ -85,3 +105,21 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
         ),
         metadata=compute_v1.Metadata(items=[compute_v1.Items(key=k, value=v) for k, v in metadata.items()]),
     )
+
+
+def worker_metadata(cfg: Config) -> dict[str, str]:
+    """What the startup script runs: a command line (VM_WORKER_COMMAND) or, by default, the worker's image.
+
+    The image runs on a Deep Learning VM image, whose ``install-nvidia-driver``
+    metadata installs the NVIDIA driver at first boot (the script waits for it).
+    """
+    if cfg.vm_worker_command:
+        return {"fast-render-worker-command": cfg.vm_worker_command}
+    return {"fast-render-worker-image": cfg.worker_image, "install-nvidia-driver": "True"}
+
+
+def network_interface(cfg: Config) -> compute_v1.NetworkInterface:
+    interface = compute_v1.NetworkInterface(network=cfg.vm_network)
+    if cfg.vm_subnetwork:
+        interface.subnetwork = cfg.vm_subnetwork
+    return interface

@@ -13,6 +13,11 @@ completes the job; the report rides on it, so completion never reads a
 
 Delivery is create-only (``if_generation_match=0``): when the primary and a
 hedged VM both finish, the first video wins and the second renderer just stops.
+The loser hears 412 (precondition failed), or, since the render account may only
+create objects in the output bucket (roles/storage.objectCreator), possibly 403:
+overwriting needs storage.objects.delete, and which of the two Cloud Storage
+answers first is not documented. A 403 is a lost race only when the object is
+there (the account may read it: objectViewer); otherwise it is a real refusal.
 Finished segments are kept under ``jobs/<job_id>/segments/`` as they finish,
 so a worker restarted after a preemption renders only what is missing.
 """
@@ -28,10 +33,11 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from google.api_core.exceptions import PreconditionFailed
+from google.api_core.exceptions import Forbidden, PreconditionFailed
 from google.cloud import storage
 
 from common import layout
@@ -240,17 +246,30 @@ def _deliver(bucket: storage.Bucket, job_id: str, video: Path, report: dict) -> 
     """Upload the video, then its report, create-only; False when another renderer won."""
     blob = bucket.blob(layout.video_object(job_id))
     blob.metadata = {layout.VIDEO_REPORT_METADATA: json.dumps(report, separators=(",", ":"))}
-    try:
-        blob.upload_from_filename(str(video), content_type="video/mp4", if_generation_match=0)
-    except PreconditionFailed:
+    if not _create(blob, lambda: blob.upload_from_filename(str(video), content_type="video/mp4", if_generation_match=0)):
         log.info("another renderer delivered first; this video is discarded", job_id=job_id)
         return False
+    report_blob = bucket.blob(layout.render_report_object(job_id))
+    _create(report_blob, lambda: report_blob.upload_from_string(
+        json.dumps(report, indent=1), content_type="application/json", if_generation_match=0
+    ))
+    return True
+
+
+def _create(blob: storage.Blob, upload: Callable[[], object]) -> bool:
+    """Run a create-only upload; False when the object already exists (412, or 403 over an existing object)."""
     try:
-        bucket.blob(layout.render_report_object(job_id)).upload_from_string(
-            json.dumps(report, indent=1), content_type="application/json", if_generation_match=0
-        )
+        upload()
     except PreconditionFailed:
-        pass
+        return False
+    except Forbidden:
+        try:
+            exists = blob.exists()
+        except Exception:  # noqa: BLE001 -- cannot tell: the refusal stands, as it was
+            exists = False
+        if not exists:
+            raise  # a real refusal (no create permission, a retention policy...): the job must hear of it
+        return False
     return True
 
 

@@ -173,7 +173,7 @@ def test_the_reaper_deletes_a_vm_whose_job_is_unknown(cloud, faults) -> None:
 
     cfg = clients.config()
     zone = "us-central1-a"
-    name = f"fr-orphan-{time.time_ns() % 10**6:06d}"
+    name = f"{cfg.vm_name_prefix}orphan-{time.time_ns() % 10**6:06d}"
     instance = compute_v1.Instance(
         name=name,
         machine_type=f"zones/{zone}/machineTypes/n1-standard-4",

@@ -18,6 +18,7 @@ from common.heartbeat import RendererHeartbeat
 from functions import clients
 from functions.jobs import store
 from functions.state import Claim, FallbackRun, JobState, PrimaryRun, RenderResult, Status
+from functions.vm_spec import instance_name
 from infra.local.testkit import submit_job
 
 
@@ -167,7 +168,7 @@ def test_a_primary_that_fails_while_its_hedge_renders_leaves_the_hedge_alone(clo
 
     current = "projects/1/locations/l/customJobs/9"
     job_id = fake_job("hedged", Status.VM_RUNNING, primary=PrimaryRun(custom_job=current),
-                      fallback=FallbackRun(attempt=1, instance="fr-x-a1", zone="us-central1-a"))
+                      fallback=FallbackRun(attempt=1, instance=instance_name("x", 1), zone="us-central1-a"))
     _renderer_says_invalid(job_id, "vertex")
     apply_primary_state(job_id, _failed_vertex_job(current, job_id, 2))
     assert status_of(job_id) is Status.VM_RUNNING
@@ -179,7 +180,7 @@ def test_a_primary_that_fails_while_its_hedge_renders_leaves_the_hedge_alone(clo
 def _labelled_vm(faults, job_id: str, attempt: int) -> str:
     from google.cloud import compute_v1
 
-    name = f"fr-{job_id}-a{attempt}"
+    name = instance_name(job_id, attempt)
     instance = compute_v1.Instance(
         name=name, machine_type="zones/us-central1-a/machineTypes/n1-standard-4",
         labels={layout.JOB_LABEL: job_id, layout.ATTEMPT_LABEL: str(attempt)},
@@ -465,7 +466,7 @@ def test_a_lost_vms_reservation_shrinks_to_what_it_ran_before_the_relaunch(cloud
     from functions.watchdog import check_job
 
     job_id = fake_job("settle", Status.VM_RUNNING, fallback=FallbackRun(
-        attempt=1, instance="fr-gone-a1", zone="us-central1-a", provisioning="on-demand",
+        attempt=1, instance=instance_name("gone", 1), zone="us-central1-a", provisioning="on-demand",
         price_per_hour=1.0, estimated_cost_usd=0.5, launched_at=time.time() - 36))
     memory.reserve_spend(f"{job_id}/a1", 0.5, 50.0)
     check_job(store().get(job_id))  # the VM is gone without a video: relaunch (or the cloud's own watchdog did)

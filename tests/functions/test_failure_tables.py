@@ -80,7 +80,7 @@ def test_a_quota_metric_is_read_from_the_message_when_no_quota_info_came() -> No
 
 def test_instance_names_and_request_ids_are_deterministic(option) -> None:
     name = instance_name("lighthouse-0042", 2)
-    assert name == "fr-lighthouse-0042-a2" and len(instance_name("x" * 40, 99)) <= 63
+    assert name == "av-render-lighthouse-0042-a2" and len(instance_name("x" * 40, 99)) <= 63
     assert request_id(name, "us-central1-a", option, 1) == request_id(name, "us-central1-a", option, 1)
     assert request_id(name, "us-central1-a", option, 1) != request_id(name, "us-central1-a", option, 2)
     assert request_id(name, "us-central1-a", option, 1) != request_id(name, "us-central1-b", option, 1)

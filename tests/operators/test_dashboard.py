@@ -366,6 +366,7 @@ def _seed_experiment(experiment, per_arm: int = 12) -> list[str]:
         RenderResult,
         Status,
     )
+    from functions.vm_spec import instance_name
 
     now, stamp, made = time.time(), time.time_ns() % 10**6, []
     for a, arm in enumerate(experiment.arms):
@@ -379,7 +380,7 @@ def _seed_experiment(experiment, per_arm: int = 12) -> list[str]:
                              video_length_s=60.0, cleaned_up=True, outcome_published=True,
                              experiment=ExperimentArm(name=experiment.name, arm=arm.name, route=arm.route))
             state.primary = PrimaryRun(failure="quota")
-            state.fallback = FallbackRun(instance=f"fr-{job_id}-a1", zone="us-central1-a", gpu="l4",
+            state.fallback = FallbackRun(instance=instance_name(job_id, 1), zone="us-central1-a", gpu="l4",
                                          provisioning="spot", price_per_hour=0.3 if a == 0 else 0.2,
                                          launched_at=created + 5, deleted_at=created + seconds)
             state.result = RenderResult() if failed else RenderResult(rendered_by="vm", gpu="l4", video_s=60.0)

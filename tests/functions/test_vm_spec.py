@@ -1,0 +1,115 @@
+"""The VM the launcher asks for: its name, network, identity, scopes and what its startup script runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.model import load_catalog
+from catalog.select import select
+from common.layout import JOB_ID_PATTERN
+from functions.config import Config, load_config
+from functions.primary import build_custom_job
+from functions.vm_spec import build_instance, instance_name
+
+ENV = ("VM_NAME_PREFIX", "VM_NETWORK_TAG", "VM_SUBNETWORK", "VM_WORKER_COMMAND", "VERTEX_SERVICE_ACCOUNT",
+       "WORKER_IMAGE", "MAX_VM_ATTEMPTS")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def option():
+    return select(load_catalog(), 180, spot=True).selected
+
+
+def metadata(instance) -> dict[str, str]:
+    return {item.key: item.value for item in instance.metadata.items}
+
+
+def test_names_follow_the_design_note_and_fit_gce_for_the_longest_job_id(env) -> None:
+    cfg = load_config()
+    assert cfg.vm_name_prefix == "av-render-"
+    assert instance_name("lighthouse-0042", 2, prefix=cfg.vm_name_prefix) == "av-render-lighthouse-0042-a2"
+    longest = "x" * 40
+    assert JOB_ID_PATTERN.match(longest) and not JOB_ID_PATTERN.match(longest + "x")  # config's _JOB_ID_MAX
+    assert len(instance_name(longest, cfg.max_vm_attempts, prefix=cfg.vm_name_prefix)) <= 63
+
+
+def test_a_prefix_that_could_not_fit_or_is_not_a_gce_name_is_one_clear_line(env) -> None:
+    env.setenv("VM_NAME_PREFIX", "a-prefix-far-too-long-")
+    with pytest.raises(ValueError, match=r"^VM_NAME_PREFIX: 'a-prefix-far-too-long-' must .* at most 20 characters"):
+        load_config()
+    env.setenv("VM_NAME_PREFIX", "Render-")
+    with pytest.raises(ValueError, match="^VM_NAME_PREFIX: 'Render-' must start with a-z"):
+        load_config()
+    env.setenv("VM_NAME_PREFIX", "render-")
+    env.setenv("MAX_VM_ATTEMPTS", "100")  # three digits: room for 19
+    assert load_config().vm_name_prefix == "render-"
+
+
+def test_by_default_the_vm_runs_the_worker_image_with_the_driver_installed(env, option) -> None:
+    env.setenv("WORKER_IMAGE", "us-central1-docker.pkg.dev/p/render/worker:abc")
+    cfg = load_config()
+    instance = build_instance(cfg, "job-1", 1, instance_name("job-1", 1, prefix=cfg.vm_name_prefix), option,
+                              option.zones[0])
+    got = metadata(instance)
+    assert got["fast-render-worker-image"] == "us-central1-docker.pkg.dev/p/render/worker:abc"
+    assert got["install-nvidia-driver"] == "True"
+    assert "fast-render-worker-command" not in got
+    assert got["startup-script"].startswith("#!/bin/bash")
+
+
+def test_a_worker_command_replaces_the_image_as_the_local_cloud_does(env, option) -> None:
+    env.setenv("VM_WORKER_COMMAND", "python -m render_vm worker")
+    got = metadata(build_instance(load_config(), "job-1", 1, "av-render-job-1-a1", option, option.zones[0]))
+    assert got["fast-render-worker-command"] == "python -m render_vm worker"
+    assert "fast-render-worker-image" not in got and "install-nvidia-driver" not in got
+
+
+def test_the_vm_has_the_render_accounts_narrow_scopes_its_tag_and_subnet_and_no_external_ip(env, option) -> None:
+    env.setenv("VM_SUBNETWORK", "regions/us-central1/subnetworks/fast-render-vms")
+    instance = build_instance(load_config(), "job-1", 1, "av-render-job-1-a1", option, option.zones[0])
+    (account,) = instance.service_accounts
+    assert sorted(account.scopes) == [
+        "https://www.googleapis.com/auth/compute",
+        "https://www.googleapis.com/auth/devstorage.read_write",
+        "https://www.googleapis.com/auth/logging.write",
+    ]
+    assert list(instance.tags.items) == ["autovideo-render"]
+    (interface,) = instance.network_interfaces
+    assert interface.subnetwork == "regions/us-central1/subnetworks/fast-render-vms"
+    assert list(interface.access_configs) == []  # no external IP
+
+
+def test_without_a_subnetwork_compute_engine_picks_the_networks(env, option) -> None:
+    env.setenv("VM_NETWORK_TAG", "my-tag")
+    instance = build_instance(load_config(), "job-1", 1, "av-render-job-1-a1", option, option.zones[0])
+    assert instance.network_interfaces[0].subnetwork == "" and list(instance.tags.items) == ["my-tag"]
+
+
+def test_the_vertex_job_runs_as_the_configured_account_or_vertexs_default(env) -> None:
+    assert build_custom_job(load_config(), "job-1").job_spec.service_account == ""
+    env.setenv("VERTEX_SERVICE_ACCOUNT", "fast-render-render@p.iam.gserviceaccount.com")
+    job = build_custom_job(load_config(), "job-1")
+    assert job.job_spec.service_account == "fast-render-render@p.iam.gserviceaccount.com"
+
+
+def test_config_defaults_match_load_config_defaults(env) -> None:
+    loaded = load_config()
+    for field in ("vm_name_prefix", "vm_network_tag", "vm_subnetwork", "vertex_service_account", "vm_worker_command"):
+        assert getattr(loaded, field) == getattr(Config, field), field
+
+
+def test_the_defaults_are_the_ones_iam_is_declared_for() -> None:
+    """infra/iam.yaml's render-vms condition and firewall tag must match what the launcher names and tags."""
+    from pathlib import Path
+
+    import yaml
+
+    iam = yaml.safe_load((Path(__file__).resolve().parents[2] / "infra" / "iam.yaml").read_text())
+    assert (iam["vm_name_prefix"], iam["vm_network_tag"]) == (Config.vm_name_prefix, Config.vm_network_tag)
