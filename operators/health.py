@@ -117,7 +117,7 @@ def _storage(cfg: Config, topology: Topology, t: float, runtime: Any) -> Iterato
                  and (c.event_types is None or set(note.events) <= set(c.event_types))]
         yield (Check("storage", name, True, f"config {match[0]}: {what}") if match else
                Check("storage", name, False, f"no config on {note.bucket} sends {what}",
-                     "run `python -m infra.deploy apply` (it creates the notification configs)"))
+                     "run `terraform -chdir=infra/terraform apply` (it creates the notification configs)"))
 
 
 def _firestore(cfg: Config, topology: Topology, t: float, runtime: Any) -> Iterator[Check]:
@@ -170,7 +170,7 @@ def _catalog(cfg: Config, topology: Topology, t: float, runtime: Any) -> Iterato
 def _worker(cfg: Config, topology: Topology, t: float, runtime: Any) -> Iterator[Check]:
     """What the renderers run, from the environment of the functions that start them (primary, fallback-launcher)."""
     placeholder = f"us-docker.pkg.dev/{cfg.project}/render/worker:latest"  # load_config's default
-    set_image = "set WORKER_IMAGE to the pushed render image (`python -m infra.deploy apply --image IMAGE`)"
+    set_image = "set WORKER_IMAGE to the pushed render image (`terraform -chdir=infra/terraform apply -var worker_image=IMAGE`)"
     for function, name in (("primary", "Vertex AI container"), ("fallback-launcher", "VM worker")):
         env, source = runtime.function_env(function)
         if env is None:

@@ -19,7 +19,7 @@ from google.api_core import exceptions
 from google.auth.exceptions import TransportError
 
 RESTART = "restart the local cloud (`python -m infra.local down && python -m infra.local up`)"
-APPLY = f"run `python -m infra.deploy apply` (cloud) or {RESTART}"
+APPLY = f"run `terraform -chdir=infra/terraform apply` (cloud) or {RESTART}"
 # component -> heading, the variable that points it elsewhere than Google, Google's endpoint.
 COMPONENTS = {
     "pubsub": ("Pub/Sub", "PUBSUB_EMULATOR_HOST", "pubsub.googleapis.com"),

@@ -4,8 +4,9 @@ Locally (``_LocalCloud``), from the local cloud's state file
 (``$LOCAL_CLOUD_STATE_DIR``, else ``.local-cloud``, ``cloud.json``): the
 processes it records, whether they run and answer on their ports, and their
 environment read from ``/proc``. In the cloud (``_CloudFunctions``), through the
-Cloud Functions v2 API (package ``google-cloud-functions``): deployed, ACTIVE,
-triggered by the declared topic, and the deployed environment. ``_runtime``
+Cloud Functions v2 API (package ``google-cloud-functions``): deployed, ACTIVE
+(an event function is pushed to by its own subscription, which the Pub/Sub
+checks find; it has no event trigger), and the deployed environment. ``_runtime``
 picks the one this environment's Pub/Sub endpoint belongs to.
 """
 
@@ -108,7 +109,7 @@ class _LocalCloud:
 
 
 class _CloudFunctions:
-    """Cloud Functions (gen2), through its API: deployed, ACTIVE, triggered by the declared topic."""
+    """Cloud Functions (gen2), through its API: deployed and ACTIVE (and any event trigger on the declared topic)."""
 
     def __init__(self, cfg: Config, timeout_s: float, local_state_dir: Path) -> None:
         self.cfg, self.timeout_s, self.local_state_dir = cfg, timeout_s, local_state_dir
@@ -149,7 +150,7 @@ class _CloudFunctions:
         except _Bad as bad:  # none can be checked: one line for all
             yield Check("functions", "Cloud Functions API", False, bad.detail, bad.fix)
             return
-        deploy = f"`python -m infra.deploy apply --project {self.cfg.project} --region {self.cfg.region} --image IMAGE`"
+        deploy = (f"`terraform -chdir=infra/terraform apply -var project={self.cfg.project} -var region={self.cfg.region}`")
         topics = {f.name: f.topic for f in topology.functions}
 
         def describe(name: str) -> str:
@@ -157,10 +158,12 @@ class _CloudFunctions:
             if deployed.state.name != "ACTIVE":
                 messages = "; ".join(m.message for m in deployed.state_messages) or "no message"
                 raise _Bad(f"state {deployed.state.name}: {messages}", f"redeploy: {deploy}")
+            # Deployed with an HTTP trigger, a function is pushed to by its own subscription (the
+            # Pub/Sub checks): no event trigger. One that has an event trigger must have the declared topic.
             topic = deployed.event_trigger.pubsub_topic
-            if name in topics and not topic.endswith(f"/topics/{topics[name]}"):
-                raise _Bad(f"triggered by {topic or 'nothing'}, the topology says {topics[name]}", f"redeploy: {deploy}")
-            return f"ACTIVE, {'triggered by ' + topics[name] if name in topics else 'called over HTTP'}"
+            if name in topics and topic and not topic.endswith(f"/topics/{topics[name]}"):
+                raise _Bad(f"triggered by {topic}, the topology says {topics[name]}", f"redeploy: {deploy}")
+            return f"ACTIVE, {'pushed from ' + topics[name] if name in topics else 'called over HTTP'}"
 
         for name in topology.function_names:
             yield _probe("functions", f"function {name}", lambda n=name: describe(n), f"not deployed in {self.cfg.region}",

@@ -61,7 +61,7 @@ class Function:
 
     @property
     def push_subscription(self) -> str:
-        """The id of the push subscription that triggers it (Eventarc's, in the cloud)."""
+        """The id of the push subscription that triggers it, locally and in the cloud (infra/terraform)."""
         return f"{self.name}-trigger"
 
 

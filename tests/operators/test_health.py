@@ -163,7 +163,7 @@ def test_a_deleted_topic_is_a_red_line_naming_it(health_cloud: LocalCloud, capsy
     code, out, _, _ = run_health(env_of(health_cloud), capsys)
     assert code == 1
     line = line_for(out, "topic render-fallback")
-    assert line.startswith("✗ topic render-fallback: missing") and "python -m infra.deploy apply" in line
+    assert line.startswith("✗ topic render-fallback: missing") and "terraform -chdir=infra/terraform apply" in line
     # What hung off it is red too, and says why.
     assert "not render-fallback (was its topic deleted?)" in line_for(out, "trigger of fallback-launcher")
     assert line_for(out, "topic render-primary").startswith("✓")

@@ -1,0 +1,58 @@
+# What people and cloudbuild.yaml need after an apply.
+
+output "function_urls" {
+  description = "Each function's URL (the event functions accept only their push subscriptions)."
+  value = {
+    for name, function in {
+      intake-message    = google_cloudfunctions2_function.intake_message
+      intake-upload     = google_cloudfunctions2_function.intake_upload
+      primary           = google_cloudfunctions2_function.primary
+      vertex-events     = google_cloudfunctions2_function.vertex_events
+      fallback-launcher = google_cloudfunctions2_function.fallback_launcher
+      output-finalize   = google_cloudfunctions2_function.output_finalize
+      watchdog          = google_cloudfunctions2_function.watchdog
+      dead-letters      = google_cloudfunctions2_function.dead_letters
+      status            = google_cloudfunctions2_function.status
+    } : name => function.service_config[0].uri
+  }
+}
+
+output "status_url" {
+  description = "The /status URL callers use (STATUS_URL), also the audience their ID tokens must name."
+  value       = local.status_url
+}
+
+output "staging_bucket" {
+  description = "The staging bucket (STAGING_BUCKET)."
+  value       = google_storage_bucket.staging.name
+}
+
+output "output_bucket" {
+  description = "The output bucket (OUTPUT_BUCKET)."
+  value       = google_storage_bucket.output.name
+}
+
+output "service_accounts" {
+  description = "The product's service accounts' emails (infra/iam.yaml)."
+  value = {
+    functions = google_service_account.functions.email
+    status    = google_service_account.status.email
+    render    = google_service_account.render.email
+    push      = google_service_account.push.email
+    builder   = google_service_account.builder.email
+    build     = google_service_account.build.email
+  }
+}
+
+output "worker_image" {
+  description = "The worker image the functions start (WORKER_IMAGE): push it here."
+  value       = local.worker_image
+}
+
+output "vm_network" {
+  description = "The render VMs' network and subnet (VM_NETWORK, VM_SUBNETWORK)."
+  value = {
+    network    = google_compute_network.render.id
+    subnetwork = google_compute_subnetwork.vms.id
+  }
+}
