@@ -21,8 +21,10 @@ data "archive_file" "functions_source" {
     "bench",
     "docs",
     "infra/terraform",
+    ".setup-stamp",
     "**/__pycache__",
     "**/*.pyc",
+    "**/*.egg-info",
   ]
 }
 

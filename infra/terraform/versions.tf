@@ -6,12 +6,13 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.0, < 7.0"
+      version = ">= 7.0, < 8.0"
     }
-    # 2.4 is the first with glob patterns in archive_file's excludes (functions.tf).
+    # 2.5 is the first with glob patterns in archive_file's excludes (functions.tf;
+    # hashicorp/terraform-provider-archive pull request 354).
     archive = {
       source  = "hashicorp/archive"
-      version = ">= 2.4, < 3.0"
+      version = ">= 2.5, < 3.0"
     }
   }
 
