@@ -37,13 +37,13 @@ PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
 # The checkov findings a project grant of these roles answers in place, with the reason.
 _SKIPS = {
     "roles/iam.serviceAccountUser": [
-        "CKV_GCP_41:the build account deploys functions that run as the product's accounts; it can already set "
-        "their IAM as iam.serviceAccountAdmin, so a per-account grant would not be narrower",
+        ("CKV_GCP_41:the build account deploys functions that run as the product's accounts; it can already set "
+         "their IAM as iam.serviceAccountAdmin, so a per-account grant would not be narrower"),
         "CKV_GCP_49:as CKV_GCP_41: the build account must act as every account it deploys",
     ],
     "roles/iam.serviceAccountAdmin": [
-        "CKV_GCP_49:the build account's terraform apply creates the product's service accounts and sets their "
-        "IAM (generated_iam_accounts.tf); no narrower predefined role does that",
+        ("CKV_GCP_49:the build account's terraform apply creates the product's service accounts and sets their "
+         "IAM (generated_iam_accounts.tf); no narrower predefined role does that"),
     ],
 }
 
