@@ -65,7 +65,7 @@ delete_self() {
 
 # shellcheck disable=SC2317  # the EXIT trap's handler (same false positive)
 on_exit() {
-  # Runs on every exit, a failed step's included (set -e lands here too).
+  # Runs on every exit of the script, a failed step's included (set -e lands here too).
   local status=$?
   trap - EXIT
   set +e  # every delete attempt runs; a signal meanwhile (the delete itself stops this VM) just ends it
@@ -73,11 +73,20 @@ on_exit() {
   delete_self
   exit "${status}"
 }
+
+# shellcheck disable=SC2317  # the signal traps' handler (same false positive)
+on_signal() {
+  # A signal means the guest is being shut down: the VM is being deleted (the
+  # completion's clean-up, the watchdog), preempted or stopped, by someone who
+  # decides its fate. End at once, without a self-delete that would only delay it.
+  trap - EXIT
+  say "stopped by SIG$1 (the VM is shutting down); no self-delete"
+  exit $((128 + $2))
+}
 trap on_exit EXIT
-# A signal ends the script through on_exit (bash runs no EXIT trap for an untrapped fatal signal everywhere).
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal HUP 1' HUP
+trap 'on_signal INT 2' INT
+trap 'on_signal TERM 15' TERM
 
 wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll until COMMAND succeeds
   local timeout_s=$1 what=$2 waited=0 step=5

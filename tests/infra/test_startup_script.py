@@ -249,3 +249,24 @@ def test_the_script_is_the_one_the_launcher_sends() -> None:
 
     assert vm_spec.STARTUP_SCRIPT == (REPO / "render_vm" / "startup.sh").read_text()
 
+
+
+def test_a_vm_deleted_from_outside_while_it_renders_stops_at_once_without_a_second_delete(compute) -> None:
+    cfg = Config(project=PROJECT, region="us-central1", staging_bucket="s", output_bucket="o",
+                 vm_worker_command="echo rendering; sleep 60", compute_endpoint=compute.endpoint)
+    name = instance_name("outside", 1, prefix=cfg.vm_name_prefix)
+    instance = build_instance(cfg, "outside", 1, name, OPTION, ZONE)
+    compute.instances.insert(project=PROJECT, zone=ZONE, instance_resource=instance).result(timeout=30)
+    (record,) = compute.admin("instances")["instances"]
+    deadline = time.monotonic() + 20
+    while "rendering" not in serial(record):
+        assert time.monotonic() < deadline, serial(record)
+        time.sleep(0.1)
+
+    started = time.monotonic()
+    compute.instances.delete(project=PROJECT, zone=ZONE, instance=name).result(timeout=30)  # the completion's clean-up
+    assert time.monotonic() - started < 1.5  # within the stand-in's 2 s grace: the script did not linger
+
+    assert "stopped by SIGTERM (the VM is shutting down); no self-delete" in serial(record)
+    deletes = [op for op in compute.admin("operations")["operations"] if op["operationType"] == "delete"]
+    assert len(deletes) == 1
