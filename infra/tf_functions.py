@@ -42,6 +42,16 @@ def function_blocks(topology: Topology, builder_grants: list[Raw]) -> list[Block
     return blocks
 
 
+def function_urls_output(topology: Topology) -> Block:
+    """Each function's URL, generated so that a function added to the topology is listed."""
+    urls = {name: Raw(f"google_cloudfunctions2_function.{identifier(name)}.service_config[0].uri")
+            for name in topology.function_names}
+    return Block("output", ("function_urls",), [
+        Attr("description", "Each function's URL (the event functions accept only their push subscriptions)."),
+        Attr("value", urls),
+    ])
+
+
 def _function(name: str, target: str, description: str, account: str, ingress: str, size: dict[str, Any],
               env: Raw, builder_grants: list[Raw], skips: list[Comment]) -> Block:
     return Block("resource", ("google_cloudfunctions2_function", identifier(name)), [

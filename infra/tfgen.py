@@ -43,7 +43,8 @@ def generated_files() -> dict[str, str]:
             *tf_topology.notification_blocks(topology),
             *tf_topology.schedule_blocks(topology),
         ]),
-        "generated_functions.tf": (sources, tf_functions.function_blocks(topology, tf_iam.builder_grants(iam))),
+        "generated_functions.tf": (sources, [*tf_functions.function_blocks(topology, tf_iam.builder_grants(iam)),
+                                             tf_functions.function_urls_output(topology)]),
         "generated_firestore.tf": ("infra/firestore/indexes.json", tf_functions.firestore_blocks()),
         "generated_iam_accounts.tf": ("infra/iam.yaml", tf_iam.accounts_blocks(iam)),
         "generated_iam_grants.tf": ("infra/iam.yaml and infra/topology.yaml", [

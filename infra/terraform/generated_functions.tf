@@ -315,3 +315,18 @@ resource "google_cloudfunctions2_function" "status" {
     google_project_iam_member.builder_storage_objectviewer,
   ]
 }
+
+output "function_urls" {
+  description = "Each function's URL (the event functions accept only their push subscriptions)."
+  value = {
+    intake-message    = google_cloudfunctions2_function.intake_message.service_config[0].uri
+    intake-upload     = google_cloudfunctions2_function.intake_upload.service_config[0].uri
+    primary           = google_cloudfunctions2_function.primary.service_config[0].uri
+    vertex-events     = google_cloudfunctions2_function.vertex_events.service_config[0].uri
+    fallback-launcher = google_cloudfunctions2_function.fallback_launcher.service_config[0].uri
+    output-finalize   = google_cloudfunctions2_function.output_finalize.service_config[0].uri
+    watchdog          = google_cloudfunctions2_function.watchdog.service_config[0].uri
+    dead-letters      = google_cloudfunctions2_function.dead_letters.service_config[0].uri
+    status            = google_cloudfunctions2_function.status.service_config[0].uri
+  }
+}

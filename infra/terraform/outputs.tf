@@ -1,21 +1,4 @@
-# What people and cloudbuild.yaml need after an apply.
-
-output "function_urls" {
-  description = "Each function's URL (the event functions accept only their push subscriptions)."
-  value = {
-    for name, function in {
-      intake-message    = google_cloudfunctions2_function.intake_message
-      intake-upload     = google_cloudfunctions2_function.intake_upload
-      primary           = google_cloudfunctions2_function.primary
-      vertex-events     = google_cloudfunctions2_function.vertex_events
-      fallback-launcher = google_cloudfunctions2_function.fallback_launcher
-      output-finalize   = google_cloudfunctions2_function.output_finalize
-      watchdog          = google_cloudfunctions2_function.watchdog
-      dead-letters      = google_cloudfunctions2_function.dead_letters
-      status            = google_cloudfunctions2_function.status
-    } : name => function.service_config[0].uri
-  }
-}
+# What people and cloudbuild.yaml need after an apply (function_urls: generated_functions.tf).
 
 output "status_url" {
   description = "The /status URL callers use (STATUS_URL), also the audience their ID tokens must name."
