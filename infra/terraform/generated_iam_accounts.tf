@@ -228,10 +228,10 @@ resource "google_project_iam_member" "builder_storage_objectviewer" {
   member  = "serviceAccount:${google_service_account.builder.email}"
 }
 
-resource "google_project_iam_member" "build_artifactregistry_writer" {
-  # push the worker image
+resource "google_project_iam_member" "build_artifactregistry_admin" {
+  # the render repository and its IAM (terraform apply), and push the worker image; the writer role cannot create a repository
   project = var.project
-  role    = "roles/artifactregistry.writer"
+  role    = "roles/artifactregistry.admin"
   member  = "serviceAccount:${google_service_account.build.email}"
 }
 
