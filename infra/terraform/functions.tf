@@ -56,12 +56,13 @@ locals {
     JOB_RETENTION_DAYS     = tostring(var.job_retention_days)
   }
 
-  # /status: the audience an ID token must name (the cloudfunctions.net URL: known
-  # before the function exists, so no cycle; callers ask for it with
-  # `gcloud auth print-identity-token --audiences=URL`), and who may use the controls.
+  # /status: the audiences an ID token may name (the cloudfunctions.net URL: known
+  # before the function exists, so no cycle; a service account asks for it with
+  # `gcloud auth print-identity-token --audiences=URL`; var.status_extra_audiences for
+  # people), and who may use the controls.
   status_url = "https://${var.region}-${var.project}.cloudfunctions.net/status"
   status_env = {
-    STATUS_AUDIENCE = local.status_url
+    STATUS_AUDIENCE = join(",", concat([local.status_url], var.status_extra_audiences))
     STATUS_OPERATORS = join(",", [
       for member in var.operators : split(":", member)[1] if !startswith(member, "group:")
     ])

@@ -108,6 +108,12 @@ variable "viewers" {
   }
 }
 
+variable "status_extra_audiences" {
+  description = "More audiences /status accepts in an ID token (STATUS_AUDIENCE, beside its URL). The default is gcloud's OAuth client, the audience of a person's `gcloud auth print-identity-token` (which takes no --audiences for a user account); Cloud Run's invoker IAM admits only operators and viewers first. []: service accounts only."
+  type        = list(string)
+  default     = ["32555940559.apps.googleusercontent.com"]
+}
+
 variable "staged_job_retention_days" {
   description = "Days a staged job's objects (jobs/<job>/...) are kept in the staging bucket."
   type        = number
