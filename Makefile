@@ -13,9 +13,8 @@ demo: setup  ## start the local cloud and render the sample story while the prim
 test: setup  ## every test, against the local cloud (started and stopped by the tests)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-lint: setup  ## Python syntax errors and undefined names (ruff), every shell script (shellcheck; also where there is no .git, as in Cloud Build)
-	$(PY) -m ruff check --quiet --select E9,F63,F7,F82 --exclude .venv,.venv-checks .
-	find . -name '*.sh' -not -path './.venv*' -not -path './.local-cloud/*' -not -path './.git/*' -print0 | xargs -0 shellcheck
+lint: setup  ## Python syntax errors and undefined names (ruff), shellcheck on every shell script (scripts/lint.sh)
+	PYTHON=$(PY) bash scripts/lint.sh
 
 up: setup  ## start the local cloud and leave it running
 	$(PY) -m infra.local up

@@ -351,15 +351,14 @@ grant_on() {  # KIND NAME MEMBER ROLE WHY
         skipped=$((skipped + 1))
         return 0
     fi
-    local binding=(--member="$member" --role="$role" --project="$PROJECT")
     case "$kind" in
-        bucket) gc storage buckets add-iam-policy-binding "gs://$name" "${binding[@]}" ;;
-        topic) gc pubsub topics add-iam-policy-binding "$name" "${binding[@]}" ;;
-        subscription) gc pubsub subscriptions add-iam-policy-binding "$name" "${binding[@]}" ;;
-        service-account) gc iam service-accounts add-iam-policy-binding "$name" "${binding[@]}" ;;
-        subnetwork) gc compute networks subnets add-iam-policy-binding "$name" --region="$REGION" "${binding[@]}" ;;
-        repository) gc artifacts repositories add-iam-policy-binding "$name" --location="$REGION" "${binding[@]}" ;;
-        function) gc run services add-iam-policy-binding "$name" --region="$REGION" "${binding[@]}" ;;  # a gen2 function's service
+        bucket) gc storage buckets add-iam-policy-binding "gs://$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        topic) gc pubsub topics add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        subscription) gc pubsub subscriptions add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        service-account) gc iam service-accounts add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        subnetwork) gc compute networks subnets add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
+        repository) gc artifacts repositories add-iam-policy-binding "$name" --location="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
+        function) gc run services add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;  # a gen2 function's service
     esac
     granted=$((granted + 1))
     say "granted $role to $member on $kind $name ($5)"

@@ -132,15 +132,14 @@ grant_on() {  # KIND NAME MEMBER ROLE WHY
         skipped=$((skipped + 1))
         return 0
     fi
-    local binding=(--member="$member" --role="$role" --project="$PROJECT")
     case "$kind" in
-        bucket) gc storage buckets add-iam-policy-binding "gs://$name" "${binding[@]}" ;;
-        topic) gc pubsub topics add-iam-policy-binding "$name" "${binding[@]}" ;;
-        subscription) gc pubsub subscriptions add-iam-policy-binding "$name" "${binding[@]}" ;;
-        service-account) gc iam service-accounts add-iam-policy-binding "$name" "${binding[@]}" ;;
-        subnetwork) gc compute networks subnets add-iam-policy-binding "$name" --region="$REGION" "${binding[@]}" ;;
-        repository) gc artifacts repositories add-iam-policy-binding "$name" --location="$REGION" "${binding[@]}" ;;
-        function) gc run services add-iam-policy-binding "$name" --region="$REGION" "${binding[@]}" ;;  # a gen2 function's service
+        bucket) gc storage buckets add-iam-policy-binding "gs://$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        topic) gc pubsub topics add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        subscription) gc pubsub subscriptions add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        service-account) gc iam service-accounts add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
+        subnetwork) gc compute networks subnets add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
+        repository) gc artifacts repositories add-iam-policy-binding "$name" --location="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
+        function) gc run services add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;  # a gen2 function's service
     esac
     granted=$((granted + 1))
     say "granted $role to $member on $kind $name ($5)"
@@ -199,7 +198,7 @@ grant_project "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.
 grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'the function builds'"'"' logs'
 grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.writer None 'push each function'"'"'s container to the gcf-artifacts repository Cloud Functions creates'
 grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer None 'read the source archive Cloud Functions copies to its own gcf-v2-sources bucket (made by the service, so no bucket grant of ours reaches it)'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.writer None 'push the worker image'
+grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.admin None 'the render repository and its IAM (terraform apply), and push the worker image; the writer role cannot create a repository'
 grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/storage.admin None 'Terraform state bucket, the product'"'"'s buckets, the functions'"'"' source'
 grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.admin None 'topics, subscriptions, their IAM'
 grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/cloudfunctions.developer None 'deploy the functions'

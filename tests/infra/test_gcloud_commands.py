@@ -35,39 +35,62 @@ def command_words(tokens: list[str]) -> tuple[str, ...]:
     return tuple(words)
 
 
-def commands_in_shell(text: str) -> set[tuple[str, ...]]:
+def flags_of(tokens: list[str]) -> set[str]:
+    """The --flags among ``tokens``, up to the end of this command (a pipe, ;, &&, a redirection)."""
+    flags = set()
+    for token in tokens:
+        if token.startswith(("|", "&", ";", ">", "2>", ")")):
+            break
+        if match := re.match(r"--([a-z][a-z0-9-]*)", token.strip("'\"")):
+            flags.add(match.group(1))
+        if token.endswith((";", ")")):
+            break
+    return flags
+
+
+Commands = dict[tuple[str, ...], set[str]]  # each command path with the flags it is given
+
+
+def add(found: Commands, words: tuple[str, ...], flags: set[str]) -> None:
+    if words:
+        found.setdefault(words, set()).update(flags)
+
+
+def commands_in_shell(text: str) -> Commands:
     callers = {"gcloud", *(name for name, body in FUNCTION.findall(text) if 'gcloud "$@"' in body)}
-    found = set()
-    for line in text.splitlines():
+    found: Commands = {}
+    for line in text.replace("\\\n", " ").splitlines():
         code = line.split(" #", 1)[0]
         if code.lstrip().startswith("#"):
             continue
         for match in re.finditer(rf"(?:^|[\s;|&(`])(?:{'|'.join(map(re.escape, callers))})\s+(\S.*)", code):
-            words = command_words(match.group(1).split())
-            if words:
-                found.add(words)
+            tokens = match.group(1).split()
+            words = command_words(tokens)
+            add(found, words, flags_of(tokens[len(words):]))
     return found
 
 
-def commands_in_build(path: Path) -> set[tuple[str, ...]]:
-    found = set()
+def commands_in_build(path: Path) -> Commands:
+    found: Commands = {}
     for step in yaml.safe_load(path.read_text()).get("steps", []):
         args = [str(a) for a in step.get("args", [])]
         if step.get("entrypoint") == "gcloud" or step.get("name", "").endswith("/gcloud"):
-            found.add(command_words(args))
-        for arg in args:  # scripts run by bash -c
-            found |= commands_in_shell(arg)
-        if "script" in step:
-            found |= commands_in_shell(step["script"])
-    return {c for c in found if c}
+            words = command_words(args)
+            add(found, words, flags_of(args[len(words):]))
+        for text in [*args, step.get("script", "")]:  # scripts run by bash -c, or as script:
+            for words, flags in commands_in_shell(text).items():
+                add(found, words, flags)
+    return found
 
 
-def all_commands() -> set[tuple[str, ...]]:
-    found = set()
-    for path in SHELL_FILES:
-        found |= commands_in_shell(path.read_text())
+def all_commands() -> Commands:
+    found: Commands = {}
+    for text in [*(p.read_text() for p in SHELL_FILES)]:
+        for words, flags in commands_in_shell(text).items():
+            add(found, words, flags)
     for path in BUILD_FILES:
-        found |= commands_in_build(path)
+        for words, flags in commands_in_build(path).items():
+            add(found, words, flags)
     return found
 
 
@@ -87,15 +110,24 @@ def gcloud_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1", "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1"}
 
 
-def test_every_gcloud_command_used_exists(gcloud_env):
-    commands = sorted(all_commands())
+def test_every_gcloud_command_used_exists_with_its_flags(gcloud_env):
+    commands = all_commands()
     assert commands
 
-    def help_of(command: tuple[str, ...]) -> tuple[tuple[str, ...], int, str]:
-        proc = subprocess.run(["gcloud", *command, "--help"], env=gcloud_env, capture_output=True, text=True, timeout=120)
-        return command, proc.returncode, (proc.stderr.strip().splitlines() or [""])[-1]
+    def help_of(command: tuple[str, ...]) -> tuple[tuple[str, ...], int, str, str]:
+        proc = subprocess.run(["gcloud", *command, "--help"], env=gcloud_env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+        return command, proc.returncode, (errors or proc.stderr.strip().splitlines() or [""])[0], proc.stdout
 
     with ThreadPoolExecutor(max_workers=min(8, len(commands))) as pool:
-        results = list(pool.map(help_of, commands))
-    missing = [f"gcloud {' '.join(c)}: {err}" for c, rc, err in results if rc != 0]
+        results = list(pool.map(help_of, sorted(commands)))
+    missing = [f"gcloud {' '.join(c)}: {err}" for c, rc, err, _ in results if rc != 0]
     assert not missing, "\n".join(missing)
+    unknown = []
+    for command, _, _, text in results:
+        for flag in sorted(commands[command]):
+            name = flag[3:] if flag.startswith("no-") else flag
+            if not re.search(rf"--(\[no-\])?{re.escape(name)}\b", text):
+                unknown.append(f"gcloud {' '.join(command)} --{flag}")
+    assert not unknown, "flags its help does not list:\n" + "\n".join(unknown)
