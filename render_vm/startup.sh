@@ -26,7 +26,7 @@ set -euo pipefail
 
 METADATA_HOST=${GCE_METADATA_HOST:-metadata.google.internal}
 COMPUTE_API=https://compute.googleapis.com
-name="" zone="" project=""
+name="" zone="" project="" work=""
 
 say() { echo "fast-render: $*"; }
 
@@ -63,12 +63,18 @@ delete_self() {
   return 1
 }
 
+# shellcheck disable=SC2317  # reached only from the traps (same false positive)
+remove_work() {  # the registry login and the scratch space go with the run (best effort)
+  if [[ -n ${work} ]]; then rm -rf "${work}" || true; fi
+}
+
 # shellcheck disable=SC2317  # the EXIT trap's handler (same false positive)
 on_exit() {
   # Runs on every exit of the script, a failed step's included (set -e lands here too).
   local status=$?
   trap - EXIT
   set +e  # every delete attempt runs; a signal meanwhile (the delete itself stops this VM) just ends it
+  remove_work
   say "exiting with status ${status}; deleting this VM"
   delete_self
   exit "${status}"
@@ -80,6 +86,7 @@ on_signal() {
   # completion's clean-up, the watchdog), preempted or stopped, by someone who
   # decides its fate. End at once, without a self-delete that would only delay it.
   trap - EXIT
+  remove_work
   say "stopped by SIG$1 (the VM is shutting down); no self-delete"
   exit $((128 + $2))
 }
@@ -127,10 +134,10 @@ pull_image() {  # pull_image IMAGE: log in and pull, with retries
 }
 
 run_container() {  # run_container IMAGE JOB: the worker on the GPU, hardened; returns its exit status
-  local image=$1 job=$2 scratch status=0
+  local image=$1 job=$2 scratch="${work}/scratch" status=0
   # Scratch space on the boot disk (the root file system is read-only; a video can
   # exceed RAM, so not a tmpfs); sticky and world-writable, for the image's own user.
-  scratch=$(mktemp -d /var/tmp/fast-render.XXXXXX)
+  mkdir -p "${scratch}"
   chmod 1777 "${scratch}"
   local args=(
     --rm --gpus all
@@ -154,7 +161,6 @@ run_container() {  # run_container IMAGE JOB: the worker on the GPU, hardened; r
     status=0
     docker run "${args[@]}" --log-driver=json-file "${image}" python -m render_vm worker || status=$?
   fi
-  rm -rf "${scratch}"
   return "${status}"
 }
 
@@ -170,6 +176,12 @@ status=0
 if [[ -n ${image} ]]; then
   say "VM ${name} in ${zone}: job ${job}, worker image ${image}"
   timeout_s=$(attribute fast-render-driver-timeout-s); timeout_s=${timeout_s:-600}
+  # This run's files, removed on any exit: Docker's registry login (not root's
+  # ~/.docker, so the token outlives nothing) and the worker's scratch space.
+  work=$(mktemp -d /var/tmp/fast-render.XXXXXX)
+  export DOCKER_CONFIG="${work}/docker"
+  # A Deep Learning VM installs the driver at first boot when its metadata has
+  # install-nvidia-driver=True (the launcher sets it); /opt/deeplearning/install-driver.sh reinstalls it.
   wait_for "${timeout_s}" "the NVIDIA driver (nvidia-smi)" nvidia-smi
   wait_for "${timeout_s}" "the Docker daemon" docker info
   pull_image "${image}"

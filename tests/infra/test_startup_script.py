@@ -42,7 +42,7 @@ FAKE_DOCKER = f"""#!/bin/bash
 {_ATTR}
 {_RECORD}
 case "$1" in
-  login) cat > "$PWD/login-password" ;;
+  login) cat > "$PWD/login-password"; echo "$DOCKER_CONFIG" > "$PWD/docker-config" ;;
   info) [ "$(attr test-docker)" != down ] ;;
   pull) [ "$(attr test-pull)" != fail ] ;;
   run)
@@ -177,6 +177,8 @@ def test_the_container_path_logs_in_with_the_vms_token_pulls_runs_on_the_gpu_and
     assert made == ["nvidia-smi", "docker info", "docker login", "docker pull", "docker run"], made
     assert docker(record, "login") == [["-u", "oauth2accesstoken", "--password-stdin", "https://us-central1-docker.pkg.dev"]]
     assert Path(record["disk_dir"], "login-password").read_text() == "local-fake-token"  # the metadata server's
+    docker_config = Path(Path(record["disk_dir"], "docker-config").read_text().strip())
+    assert docker_config.parent.name.startswith("fast-render.") and not docker_config.parent.exists()  # removed
     assert docker(record, "pull") == [["--quiet", IMAGE]]
     (run,) = runs(record)
     for flag in ("--gpus all", "--cap-drop ALL", "--security-opt no-new-privileges", "--log-driver=gcplogs",
