@@ -129,6 +129,14 @@ def _vm_name_prefix(max_attempts: int) -> str:
     return prefix
 
 
+def _network_tag() -> str:
+    tag = _env("VM_NETWORK_TAG", "autovideo-render")
+    if not re.match(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$", tag):
+        raise ValueError(f"VM_NETWORK_TAG: {tag!r} must be 1-63 characters of a-z, 0-9 and '-', start with a-z "
+                         "and not end with '-' (a Compute Engine network tag)")
+    return tag
+
+
 def load_config() -> Config:
     """Read the environment once (module level in each function instance)."""
     project = _env("GOOGLE_CLOUD_PROJECT", "fast-render-local")
@@ -158,7 +166,7 @@ def load_config() -> Config:
         vm_network=_env("VM_NETWORK", "global/networks/default"),
         vm_subnetwork=_env("VM_SUBNETWORK", ""),
         vm_name_prefix=_vm_name_prefix(int(_float("MAX_VM_ATTEMPTS", Config.max_vm_attempts))),
-        vm_network_tag=_env("VM_NETWORK_TAG", "autovideo-render"),
+        vm_network_tag=_network_tag(),
         vm_max_run_s=int(_float("VM_MAX_RUN_S", 4 * 3600)),
         # Spot VMs cost a third; the selector prices in preemption risk and stops
         # offering Spot to a job after the catalog's max_preemptions.

@@ -52,6 +52,12 @@ def test_a_prefix_that_could_not_fit_or_is_not_a_gce_name_is_one_clear_line(env)
     assert load_config().vm_name_prefix == "render-"
 
 
+def test_a_network_tag_compute_engine_would_refuse_is_one_clear_line(env) -> None:
+    env.setenv("VM_NETWORK_TAG", "Render_VMs")
+    with pytest.raises(ValueError, match="^VM_NETWORK_TAG: 'Render_VMs' must be 1-63 characters"):
+        load_config()
+
+
 def test_by_default_the_vm_runs_the_worker_image_with_the_driver_installed(env, option) -> None:
     env.setenv("WORKER_IMAGE", "us-central1-docker.pkg.dev/p/render/worker:abc")
     cfg = load_config()
