@@ -232,6 +232,15 @@ def members_blocks(iam: dict[str, Any], topology: Topology) -> list[Block]:
                 Attr("role", grant["role"]),
                 Attr("member", Raw("each.value")),
             ]))
+        for grant in spec.get("service_accounts", []):
+            blocks.append(Block("resource", ("google_service_account_iam_member",
+                                             f"{group}_on_{grant['account']}_{role_slug(grant['role'])}"), [
+                _why(grant["why"]),
+                Attr("for_each", Raw(f"toset(var.{group})")),
+                Attr("service_account_id", Raw(f"google_service_account.{grant['account']}.name")),
+                Attr("role", grant["role"]),
+                Attr("member", Raw("each.value")),
+            ]))
     return blocks
 
 

@@ -244,6 +244,14 @@ resource "google_project_iam_member" "operators_logging_viewer" {
   member   = each.value
 }
 
+resource "google_service_account_iam_member" "operators_on_status_iam_serviceaccounttokencreator" {
+  # run avmonitor as the status account (application-default login with --impersonate-service-account): the dashboard's access, declared once, not copied to each person
+  for_each           = toset(var.operators)
+  service_account_id = google_service_account.status.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value
+}
+
 resource "google_cloud_run_service_iam_member" "viewers_status_run_invoker" {
   # May read /status (the dashboard, read only).
   for_each = toset(var.viewers)

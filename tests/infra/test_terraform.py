@@ -263,6 +263,8 @@ def expected_grants() -> set[tuple[str, ...]]:
             expected |= {("google_cloud_run_service_iam_member", run(f.name), spec["status_function"]["role"], "${each.value}")
                          for f in TOPOLOGY.http_functions}
         expected |= {("google_project_iam_member", "${var.project}", g["role"], "${each.value}") for g in spec.get("project", [])}
+        expected |= {("google_service_account_iam_member", f"${{google_service_account.{g['account']}.name}}", g["role"],
+                      "${each.value}") for g in spec.get("service_accounts", [])}
     agents, delivery = IAM["service_agents"], TOPOLOGY.push_delivery
     pubsub, storage = "serviceAccount:${local.pubsub_service_agent}", "serviceAccount:${local.storage_service_agent}"
     on = lambda g: g.get("on", g.get(True))  # YAML 1.1 reads the key `on` as true
