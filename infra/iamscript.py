@@ -104,7 +104,7 @@ class Generator:
             unknown = set(account) - ACCOUNT_KEYS
             if unknown:
                 raise IamError(f"service_accounts.{key}: unknown keys {sorted(unknown)}")
-            out.append(line("ensure_service_account", str(account["account_id"]), str(account["display_name"])))
+            out.append(f"wanted {key} && " + line("ensure_service_account", str(account["account_id"]), str(account["display_name"])))
         return out
 
     def custom_roles(self) -> list[str]:
@@ -113,7 +113,10 @@ class Generator:
             description = " ".join(str(role["why"]).split())
             if len(description) > 256:  # the API's limit
                 description = description[:253] + "..."
-            out.append(line("ensure_role", name, str(role["title"]), description, ",".join(role["permissions"])))
+            users = [key for key, account in self.accounts.items()
+                     if any(g["role"] == f"custom:{name}" for g in account.get("project", []))]
+            out.append(f"wanted {' '.join(users) or '-'} && "
+                       + line("ensure_role", name, str(role["title"]), description, ",".join(role["permissions"])))
         return out
 
     def condition(self, name: str) -> str:
@@ -132,21 +135,21 @@ class Generator:
             member = f"serviceAccount:{self.email(key)}"
             for g in account.get("project", []):
                 condition = self.condition(g["condition"]) if g.get("condition") else "None"
-                project.append(line("grant_project", member, self.role(g["role"]), condition, why=g["why"]))
+                project.append(f"wanted {key} && " + line("grant_project", member, self.role(g["role"]), condition, why=g["why"]))
             for g in account.get("buckets", []):
-                resources.append(line("grant_on", "bucket", self.topology.buckets[g["bucket"]], member, g["role"], why=g["why"]))
+                resources.append(f"wanted {key} && " + line("grant_on", "bucket", self.topology.buckets[g["bucket"]], member, g["role"], why=g["why"]))
             for g in account.get("topics", []):
                 for topic in g["topics"]:
-                    resources.append(line("grant_on", "topic", topic, member, g["role"], why=g["why"]))
+                    resources.append(f"wanted {key} && " + line("grant_on", "topic", topic, member, g["role"], why=g["why"]))
             for g in account.get("service_accounts", []):
-                resources.append(line("grant_on", "service-account", self.email(g["account"]), member, g["role"], why=g["why"]))
+                resources.append(f"wanted {key} && " + line("grant_on", "service-account", self.email(g["account"]), member, g["role"], why=g["why"]))
             for g in account.get("subnetwork", []):
-                resources.append(line("grant_on", "subnetwork", SUBNETWORK, member, g["role"], why=g["why"]))
+                resources.append(f"wanted {key} && " + line("grant_on", "subnetwork", SUBNETWORK, member, g["role"], why=g["why"]))
             for g in account.get("artifact_registry", []):
-                resources.append(line("grant_on", "repository", REPOSITORY, member, g["role"], why=g["why"]))
+                resources.append(f"wanted {key} && " + line("grant_on", "repository", REPOSITORY, member, g["role"], why=g["why"]))
             for g in account.get("functions", []):  # the event functions (Pub/Sub pushes to them)
                 for function in self.topology.functions:
-                    resources.append(line("grant_on", "function", function.name, member, g["role"], why=g["why"]))
+                    resources.append(f"wanted {key} && " + line("grant_on", "function", function.name, member, g["role"], why=g["why"]))
         return project, resources
 
     def members(self) -> list[str]:
@@ -164,7 +167,7 @@ class Generator:
                 for name in status:
                     why = f"{group}: {' '.join(str(spec['why']).split())}"
                     body.append("    " + line("grant_on", "function", name, MEMBER, spec["status_function"]["role"], why=why))
-            out += [f'for member in "${{{array}[@]}}"; do', *body, "done"]
+            out += [f'wanted && for member in "${{{array}[@]}}"; do', *body, "done"]
         return out
 
     def agent_targets(self, on: str) -> list[tuple[str, str]]:
@@ -183,16 +186,18 @@ class Generator:
         raise IamError(f"service_agents: unknown target {on!r}")
 
     def service_agents(self) -> list[str]:
-        out = ['PROJECT_NUMBER="$(gcloud projects describe "$PROJECT" --format=\'value(projectNumber)\')"']
+        out = ["if wanted; then",
+               '    PROJECT_NUMBER="$(gcloud projects describe "$PROJECT" --format=\'value(projectNumber)\')"']
         for agent, grants in self.iam.get("service_agents", {}).items():
             if agent not in ("pubsub", "storage", "log_sink"):
                 raise IamError(f"service_agents.{agent}: the script cannot find that agent's identity")
-            out.append(f"if agent {agent}; then")
+            out.append(f"    if agent {agent}; then")
             for g in grants:
                 # PyYAML reads the key `on` as YAML 1.1's boolean true
                 for kind, name in self.agent_targets(g["on"] if "on" in g else g[True]):
-                    out.append("    " + line("grant_on", kind, name, AGENT, g["role"], why=g["why"]))
-            out.append("fi")
+                    out.append("        " + line("grant_on", kind, name, AGENT, g["role"], why=g["why"]))
+            out.append("    fi")
+        out.append("fi")
         return out
 
     def script(self) -> str:
@@ -213,7 +218,7 @@ class Generator:
             "", "# ---------------------------------------------------------------- Google's service agents",
             *self.service_agents(),
         ]
-        return HEADER.replace("@DEFAULT_REGION@", DEFAULT_REGION).replace("@SUBNETWORK@", SUBNETWORK) \
+        return HEADER.replace("@ACCOUNTS@", " ".join(self.accounts)).replace("@DEFAULT_REGION@", DEFAULT_REGION).replace("@SUBNETWORK@", SUBNETWORK) \
             .replace("@REPOSITORY@", REPOSITORY).replace("@LOG_SINK@", LOG_SINK) + "\n".join(body) + "\n" + FOOTER
 
 
@@ -228,19 +233,25 @@ HEADER = r'''#!/usr/bin/env bash
 # and regenerate (tests/infra/test_setup_script.py fails when this is stale).
 #
 #   scripts/setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]...
+#                                   [--only ACCOUNT]...
 #
 # MEMBER: user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN.
+# --only ACCOUNT (one of: @ACCOUNTS@): that service account, its custom roles
+# and its grants, nothing else; `--only build` makes the account cloudbuild.yaml
+# runs as, before the first build (Terraform then keeps the rest).
 # Safe to run again: what exists is kept (roles are updated to iam.yaml's
 # permissions), and adding a binding that is there changes nothing. A grant on
 # a resource not made yet (Terraform makes the buckets, topics, subnet,
 # repository, functions) is skipped with a line saying so: run it again after.
 set -euo pipefail
 
-USAGE="usage: setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]..."
+USAGE="usage: setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]... [--only ACCOUNT]..."
+ACCOUNTS=(@ACCOUNTS@)
 PROJECT=""
 REGION="@DEFAULT_REGION@"
 OPERATORS=()
 VIEWERS=()
+ONLY=()
 
 die() { echo "setup_vm_permissions.sh: $*" >&2; exit 2; }
 
@@ -250,8 +261,15 @@ member_arg() {  # member_arg FLAG VALUE: VALUE if it is an IAM member, else a on
     printf '%s' "$2"
 }
 
+account_arg() {  # account_arg VALUE: VALUE if it is one of iam.yaml's service accounts, else a one-line error
+    [[ " ${ACCOUNTS[*]} " == *" $1 "* ]] || die "--only needs one of: ${ACCOUNTS[*]} (got '${1}'); $USAGE"
+    printf '%s' "$1"
+}
+
 while (($#)); do
     case "$1" in
+        --only) (($# >= 2)) || die "--only needs an account; $USAGE"; ONLY+=("$(account_arg "$2")"); shift 2 ;;
+        --only=*) ONLY+=("$(account_arg "${1#*=}")"); shift ;;
         --region) (($# >= 2)) || die "--region needs a value; $USAGE"; REGION="$2"; shift 2 ;;
         --region=*) REGION="${1#*=}"; shift ;;
         --operator) (($# >= 2)) || die "--operator needs a member; $USAGE"; OPERATORS+=("$(member_arg --operator "$2")"); shift 2 ;;
@@ -272,6 +290,17 @@ skipped=0
 declare -A FOUND=()
 
 say() { echo "setup: $*"; }
+
+# wanted [ACCOUNT...]: whether this run does a step for one of those accounts (every step without
+# --only); with no ACCOUNT, whether this is a whole run (people, service agents).
+wanted() {
+    ((${#ONLY[@]} == 0)) && return 0
+    local key
+    for key in "$@"; do
+        [[ " ${ONLY[*]} " == *" $key "* ]] && return 0
+    done
+    return 1
+}
 
 # gc ARGS...: run gcloud quietly; on failure print the command and gcloud's message, and stop.
 # A binding to an account made seconds ago can be refused until IAM has it
@@ -381,7 +410,7 @@ agent() {
     fi
 }
 
-say "project $PROJECT, region $REGION"
+say "project $PROJECT, region $REGION${ONLY[*]:+, only: ${ONLY[*]}}"
 
 '''
 

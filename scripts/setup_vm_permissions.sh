@@ -9,19 +9,25 @@
 # and regenerate (tests/infra/test_setup_script.py fails when this is stale).
 #
 #   scripts/setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]...
+#                                   [--only ACCOUNT]...
 #
 # MEMBER: user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN.
+# --only ACCOUNT (one of: functions status render push builder build): that service account, its custom roles
+# and its grants, nothing else; `--only build` makes the account cloudbuild.yaml
+# runs as, before the first build (Terraform then keeps the rest).
 # Safe to run again: what exists is kept (roles are updated to iam.yaml's
 # permissions), and adding a binding that is there changes nothing. A grant on
 # a resource not made yet (Terraform makes the buckets, topics, subnet,
 # repository, functions) is skipped with a line saying so: run it again after.
 set -euo pipefail
 
-USAGE="usage: setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]..."
+USAGE="usage: setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]... [--only ACCOUNT]..."
+ACCOUNTS=(functions status render push builder build)
 PROJECT=""
 REGION="us-central1"
 OPERATORS=()
 VIEWERS=()
+ONLY=()
 
 die() { echo "setup_vm_permissions.sh: $*" >&2; exit 2; }
 
@@ -31,8 +37,15 @@ member_arg() {  # member_arg FLAG VALUE: VALUE if it is an IAM member, else a on
     printf '%s' "$2"
 }
 
+account_arg() {  # account_arg VALUE: VALUE if it is one of iam.yaml's service accounts, else a one-line error
+    [[ " ${ACCOUNTS[*]} " == *" $1 "* ]] || die "--only needs one of: ${ACCOUNTS[*]} (got '${1}'); $USAGE"
+    printf '%s' "$1"
+}
+
 while (($#)); do
     case "$1" in
+        --only) (($# >= 2)) || die "--only needs an account; $USAGE"; ONLY+=("$(account_arg "$2")"); shift 2 ;;
+        --only=*) ONLY+=("$(account_arg "${1#*=}")"); shift ;;
         --region) (($# >= 2)) || die "--region needs a value; $USAGE"; REGION="$2"; shift 2 ;;
         --region=*) REGION="${1#*=}"; shift ;;
         --operator) (($# >= 2)) || die "--operator needs a member; $USAGE"; OPERATORS+=("$(member_arg --operator "$2")"); shift 2 ;;
@@ -53,6 +66,17 @@ skipped=0
 declare -A FOUND=()
 
 say() { echo "setup: $*"; }
+
+# wanted [ACCOUNT...]: whether this run does a step for one of those accounts (every step without
+# --only); with no ACCOUNT, whether this is a whole run (people, service agents).
+wanted() {
+    ((${#ONLY[@]} == 0)) && return 0
+    local key
+    for key in "$@"; do
+        [[ " ${ONLY[*]} " == *" $key "* ]] && return 0
+    done
+    return 1
+}
 
 # gc ARGS...: run gcloud quietly; on failure print the command and gcloud's message, and stop.
 # A binding to an account made seconds ago can be refused until IAM has it
@@ -162,119 +186,121 @@ agent() {
     fi
 }
 
-say "project $PROJECT, region $REGION"
+say "project $PROJECT, region $REGION${ONLY[*]:+, only: ${ONLY[*]}}"
 
 # ---------------------------------------------------------------- APIs
 enable_apis iam.googleapis.com cloudresourcemanager.googleapis.com compute.googleapis.com
 
 # ---------------------------------------------------------------- service accounts
-ensure_service_account fast-render-functions 'Fast Render event functions'
-ensure_service_account fast-render-status 'Fast Render /status and dashboard'
-ensure_service_account fast-render-render 'Fast Render render VMs and Vertex AI jobs'
-ensure_service_account fast-render-push 'Fast Render Pub/Sub push identity'
-ensure_service_account fast-render-builder 'Fast Render function builds'
-ensure_service_account fast-render-build 'Fast Render Cloud Build'
+wanted functions && ensure_service_account fast-render-functions 'Fast Render event functions'
+wanted status && ensure_service_account fast-render-status 'Fast Render /status and dashboard'
+wanted render && ensure_service_account fast-render-render 'Fast Render render VMs and Vertex AI jobs'
+wanted push && ensure_service_account fast-render-push 'Fast Render Pub/Sub push identity'
+wanted builder && ensure_service_account fast-render-builder 'Fast Render function builds'
+wanted build && ensure_service_account fast-render-build 'Fast Render Cloud Build'
 
 # ---------------------------------------------------------------- custom roles
-ensure_role fastRenderVmLifecycle 'Fast Render VM lifecycle' 'The launcher creates a render VM (boot disk, metadata, labels, tags, the render service account), reads it, its serial output and deletes it; bound only with the render-vms condition, so no other VM can be touched.' compute.instances.create,compute.instances.delete,compute.instances.get,compute.instances.getSerialPortOutput,compute.instances.setMetadata,compute.instances.setLabels,compute.instances.setTags,compute.instances.setServiceAccount,compute.disks.create
-ensure_role fastRenderVmFleet 'Fast Render VM fleet reader' 'Listing instances (the watchdog'"'"'s orphan scan, avmonitor vm-status) and reading zone operations (an insert'"'"'s outcome) are checked on the project, where the name condition cannot apply.' compute.instances.list,compute.zoneOperations.get,compute.zones.list
-ensure_role fastRenderVmSelfDelete 'Fast Render VM self-delete' 'A render VM deletes itself when its worker exits, whatever the outcome; bound only with the render-vms condition.' compute.instances.delete,compute.instances.get
+wanted functions status && ensure_role fastRenderVmLifecycle 'Fast Render VM lifecycle' 'The launcher creates a render VM (boot disk, metadata, labels, tags, the render service account), reads it, its serial output and deletes it; bound only with the render-vms condition, so no other VM can be touched.' compute.instances.create,compute.instances.delete,compute.instances.get,compute.instances.getSerialPortOutput,compute.instances.setMetadata,compute.instances.setLabels,compute.instances.setTags,compute.instances.setServiceAccount,compute.disks.create
+wanted functions status && ensure_role fastRenderVmFleet 'Fast Render VM fleet reader' 'Listing instances (the watchdog'"'"'s orphan scan, avmonitor vm-status) and reading zone operations (an insert'"'"'s outcome) are checked on the project, where the name condition cannot apply.' compute.instances.list,compute.zoneOperations.get,compute.zones.list
+wanted render && ensure_role fastRenderVmSelfDelete 'Fast Render VM self-delete' 'A render VM deletes itself when its worker exits, whatever the outcome; bound only with the render-vms condition.' compute.instances.delete,compute.instances.get
 
 # ---------------------------------------------------------------- project grants
-grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/datastore.user None 'job state, fleet memory and spend in Firestore (Firestore has no per-collection IAM)'
-grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/aiplatform.user None 'create, read and cancel the primary'"'"'s Vertex AI custom jobs'
-grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmLifecycle" 'expression=(resource.type == "compute.googleapis.com/Instance" && resource.name.extract("instances/{name}").startsWith("av-render-")) || (resource.type == "compute.googleapis.com/Disk" && resource.name.extract("disks/{name}").startsWith("av-render-")),title=Fast Render VMs only,description=Instances and disks whose name starts with the VM name prefix.' 'launch and delete render VMs, and only those'
-grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmFleet" None 'list VMs and read insert operations'
-grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'its JSON log lines'
-grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/datastore.user None 'read jobs; the controls change them'
-grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/aiplatform.user None 'cancel a job'"'"'s Vertex AI run'
-grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmLifecycle" 'expression=(resource.type == "compute.googleapis.com/Instance" && resource.name.extract("instances/{name}").startsWith("av-render-")) || (resource.type == "compute.googleapis.com/Disk" && resource.name.extract("disks/{name}").startsWith("av-render-")),title=Fast Render VMs only,description=Instances and disks whose name starts with the VM name prefix.' 'cancel deletes a job'"'"'s VM; launch creates one'
-grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmFleet" None 'the VMs view'
-grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/logging.viewer None 'GET /status/<job>/logs'
-grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/cloudfunctions.viewer None 'avmonitor health through /status: each function ACTIVE'
-grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'its JSON log lines'
-grant_project "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmSelfDelete" 'expression=(resource.type == "compute.googleapis.com/Instance" && resource.name.extract("instances/{name}").startsWith("av-render-")) || (resource.type == "compute.googleapis.com/Disk" && resource.name.extract("disks/{name}").startsWith("av-render-")),title=Fast Render VMs only,description=Instances and disks whose name starts with the VM name prefix.' 'delete itself when done (and, by name, only render VMs)'
-grant_project "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'the worker'"'"'s log lines (gcplogs) and the startup script'"'"'s'
-grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'the function builds'"'"' logs'
-grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.writer None 'push each function'"'"'s container to the gcf-artifacts repository Cloud Functions creates'
-grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer None 'read the source archive Cloud Functions copies to its own gcf-v2-sources bucket (made by the service, so no bucket grant of ours reaches it)'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.admin None 'the render repository and its IAM (terraform apply), and push the worker image; the writer role cannot create a repository'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/storage.admin None 'Terraform state bucket, the product'"'"'s buckets, the functions'"'"' source'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.admin None 'topics, subscriptions, their IAM'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/cloudfunctions.developer None 'deploy the functions'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/run.admin None 'set the functions'"'"' invoker IAM'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountAdmin None 'create the service accounts and their IAM'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser None 'deploy functions that run as the product'"'"'s accounts'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/iam.roleAdmin None 'the custom roles'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/resourcemanager.projectIamAdmin None 'the project-level grants in this file'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/datastore.owner None 'the Firestore database, its indexes and TTL'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/cloudscheduler.admin None 'the watchdog'"'"'s schedule'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/logging.configWriter None 'the Vertex AI log sink'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkAdmin None 'the render network, subnet, router'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/compute.securityAdmin None 'the firewall'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/serviceusage.serviceUsageAdmin None 'enable the APIs'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'the build'"'"'s logs'
-grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.subscriber None 'the smoke test waits for render-completed'
+wanted functions && grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/datastore.user None 'job state, fleet memory and spend in Firestore (Firestore has no per-collection IAM)'
+wanted functions && grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/aiplatform.user None 'create, read and cancel the primary'"'"'s Vertex AI custom jobs'
+wanted functions && grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmLifecycle" 'expression=(resource.type == "compute.googleapis.com/Instance" && resource.name.extract("instances/{name}").startsWith("av-render-")) || (resource.type == "compute.googleapis.com/Disk" && resource.name.extract("disks/{name}").startsWith("av-render-")),title=Fast Render VMs only,description=Instances and disks whose name starts with the VM name prefix.' 'launch and delete render VMs, and only those'
+wanted functions && grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmFleet" None 'list VMs and read insert operations'
+wanted functions && grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'its JSON log lines'
+wanted status && grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/datastore.user None 'read jobs; the controls change them'
+wanted status && grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/aiplatform.user None 'cancel a job'"'"'s Vertex AI run'
+wanted status && grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmLifecycle" 'expression=(resource.type == "compute.googleapis.com/Instance" && resource.name.extract("instances/{name}").startsWith("av-render-")) || (resource.type == "compute.googleapis.com/Disk" && resource.name.extract("disks/{name}").startsWith("av-render-")),title=Fast Render VMs only,description=Instances and disks whose name starts with the VM name prefix.' 'cancel deletes a job'"'"'s VM; launch creates one'
+wanted status && grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmFleet" None 'the VMs view'
+wanted status && grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/logging.viewer None 'GET /status/<job>/logs'
+wanted status && grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/cloudfunctions.viewer None 'avmonitor health through /status: each function ACTIVE'
+wanted status && grant_project "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'its JSON log lines'
+wanted render && grant_project "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" "projects/${PROJECT}/roles/fastRenderVmSelfDelete" 'expression=(resource.type == "compute.googleapis.com/Instance" && resource.name.extract("instances/{name}").startsWith("av-render-")) || (resource.type == "compute.googleapis.com/Disk" && resource.name.extract("disks/{name}").startsWith("av-render-")),title=Fast Render VMs only,description=Instances and disks whose name starts with the VM name prefix.' 'delete itself when done (and, by name, only render VMs)'
+wanted render && grant_project "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'the worker'"'"'s log lines (gcplogs) and the startup script'"'"'s'
+wanted builder && grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'the function builds'"'"' logs'
+wanted builder && grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.writer None 'push each function'"'"'s container to the gcf-artifacts repository Cloud Functions creates'
+wanted builder && grant_project "serviceAccount:fast-render-builder@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer None 'read the source archive Cloud Functions copies to its own gcf-v2-sources bucket (made by the service, so no bucket grant of ours reaches it)'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.admin None 'the render repository and its IAM (terraform apply), and push the worker image; the writer role cannot create a repository'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/storage.admin None 'Terraform state bucket, the product'"'"'s buckets, the functions'"'"' source'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.admin None 'topics, subscriptions, their IAM'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/cloudfunctions.developer None 'deploy the functions'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/run.admin None 'set the functions'"'"' invoker IAM'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountAdmin None 'create the service accounts and their IAM'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser None 'deploy functions that run as the product'"'"'s accounts'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/iam.roleAdmin None 'the custom roles'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/resourcemanager.projectIamAdmin None 'the project-level grants in this file'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/datastore.owner None 'the Firestore database, its indexes and TTL'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/cloudscheduler.admin None 'the watchdog'"'"'s schedule'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/logging.configWriter None 'the Vertex AI log sink'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkAdmin None 'the render network, subnet, router'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/compute.securityAdmin None 'the firewall'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/serviceusage.serviceUsageAdmin None 'enable the APIs'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/logging.logWriter None 'the build'"'"'s logs'
+wanted build && grant_project "serviceAccount:fast-render-build@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.subscriber None 'the smoke test waits for render-completed'
 
 # ---------------------------------------------------------------- grants on resources
-grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectUser 'read manifests, stage inline jobs, read heartbeats, clean up segments'
-grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'read render.json when a video arrives'
-grant_on topic render-primary "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
-grant_on topic render-fallback "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
-grant_on topic render-completed "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
-grant_on topic render-failed "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
-grant_on service-account "fast-render-render@${PROJECT}.iam.gserviceaccount.com" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser 'run VMs and Vertex AI jobs as the render account, and no other'
-grant_on subnetwork fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
-grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'heartbeats and progress'
-grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'GET /status/<job>/video'
-grant_on topic render-primary "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
-grant_on topic render-fallback "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
-grant_on topic render-failed "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
-grant_on topic render-completed "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
-grant_on service-account "fast-render-render@${PROJECT}.iam.gserviceaccount.com" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser 'launch runs a VM as the render account'
-grant_on subnetwork fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
-grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectUser 'download assets, write segments and its heartbeat (overwritten in place)'
-grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectCreator 'upload video.mp4 and render.json, create-only'
-grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'tell a lost race (the object exists) from a refusal'
-grant_on repository render "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.reader 'pull the worker image'
-grant_on function intake-message "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
-grant_on function intake-upload "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
-grant_on function primary "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
-grant_on function vertex-events "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
-grant_on function fallback-launcher "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
-grant_on function output-finalize "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
-grant_on function watchdog "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
-grant_on function dead-letters "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted functions && grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectUser 'read manifests, stage inline jobs, read heartbeats, clean up segments'
+wanted functions && grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'read render.json when a video arrives'
+wanted functions && grant_on topic render-primary "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
+wanted functions && grant_on topic render-fallback "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
+wanted functions && grant_on topic render-completed "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
+wanted functions && grant_on topic render-failed "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
+wanted functions && grant_on service-account "fast-render-render@${PROJECT}.iam.gserviceaccount.com" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser 'run VMs and Vertex AI jobs as the render account, and no other'
+wanted functions && grant_on subnetwork fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted status && grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'heartbeats and progress'
+wanted status && grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'GET /status/<job>/video'
+wanted status && grant_on topic render-primary "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
+wanted status && grant_on topic render-fallback "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
+wanted status && grant_on topic render-failed "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
+wanted status && grant_on topic render-completed "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
+wanted status && grant_on service-account "fast-render-render@${PROJECT}.iam.gserviceaccount.com" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser 'launch runs a VM as the render account'
+wanted status && grant_on subnetwork fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted render && grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectUser 'download assets, write segments and its heartbeat (overwritten in place)'
+wanted render && grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectCreator 'upload video.mp4 and render.json, create-only'
+wanted render && grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'tell a lost race (the object exists) from a refusal'
+wanted render && grant_on repository render "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/artifactregistry.reader 'pull the worker image'
+wanted push && grant_on function intake-message "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted push && grant_on function intake-upload "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted push && grant_on function primary "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted push && grant_on function vertex-events "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted push && grant_on function fallback-launcher "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted push && grant_on function output-finalize "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted push && grant_on function watchdog "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
+wanted push && grant_on function dead-letters "serviceAccount:fast-render-push@${PROJECT}.iam.gserviceaccount.com" roles/run.invoker 'the push subscriptions'"'"' OIDC token must be allowed to call the event functions'
 
 # ---------------------------------------------------------------- people (--operator, --viewer)
-for member in "${OPERATORS[@]}"; do
+wanted && for member in "${OPERATORS[@]}"; do
     grant_project "$member" roles/logging.viewer None 'avmonitor logs'
     grant_on function status "$member" roles/run.invoker 'operators: May read /status and use its controls (listed in STATUS_OPERATORS) and read the product'"'"'s logs.'
 done
-for member in "${VIEWERS[@]}"; do
+wanted && for member in "${VIEWERS[@]}"; do
     grant_on function status "$member" roles/run.invoker 'viewers: May read /status (the dashboard, read only).'
 done
 
 # ---------------------------------------------------------------- Google's service agents
-PROJECT_NUMBER="$(gcloud projects describe "$PROJECT" --format='value(projectNumber)')"
-if agent pubsub; then
-    grant_on topic dead-letters "$AGENT" roles/pubsub.publisher 'move a message that failed 5 times to dead-letters'
-    grant_on subscription intake-message-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on subscription intake-upload-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on subscription primary-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on subscription vertex-events-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on subscription fallback-launcher-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on subscription output-finalize-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on subscription watchdog-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on subscription dead-letters-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
-    grant_on service-account "fast-render-push@${PROJECT}.iam.gserviceaccount.com" "$AGENT" roles/iam.serviceAccountTokenCreator 'mint the push subscriptions'"'"' OIDC tokens (needed in projects made before April 2021)'
-fi
-if agent storage; then
-    grant_on topic staging-events "$AGENT" roles/pubsub.publisher 'publish OBJECT_FINALIZE notifications of the two buckets'
-    grant_on topic output-events "$AGENT" roles/pubsub.publisher 'publish OBJECT_FINALIZE notifications of the two buckets'
-fi
-if agent log_sink; then
-    grant_on topic vertex-events "$AGENT" roles/pubsub.publisher 'route Vertex AI job-state log entries to vertex-events'
+if wanted; then
+    PROJECT_NUMBER="$(gcloud projects describe "$PROJECT" --format='value(projectNumber)')"
+    if agent pubsub; then
+        grant_on topic dead-letters "$AGENT" roles/pubsub.publisher 'move a message that failed 5 times to dead-letters'
+        grant_on subscription intake-message-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on subscription intake-upload-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on subscription primary-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on subscription vertex-events-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on subscription fallback-launcher-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on subscription output-finalize-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on subscription watchdog-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on subscription dead-letters-trigger "$AGENT" roles/pubsub.subscriber 'acknowledge the message it dead-lettered on the source subscription'
+        grant_on service-account "fast-render-push@${PROJECT}.iam.gserviceaccount.com" "$AGENT" roles/iam.serviceAccountTokenCreator 'mint the push subscriptions'"'"' OIDC tokens (needed in projects made before April 2021)'
+    fi
+    if agent storage; then
+        grant_on topic staging-events "$AGENT" roles/pubsub.publisher 'publish OBJECT_FINALIZE notifications of the two buckets'
+        grant_on topic output-events "$AGENT" roles/pubsub.publisher 'publish OBJECT_FINALIZE notifications of the two buckets'
+    fi
+    if agent log_sink; then
+        grant_on topic vertex-events "$AGENT" roles/pubsub.publisher 'route Vertex AI job-state log entries to vertex-events'
+    fi
 fi
 
 say "done: $granted grants in place, $skipped skipped"

@@ -146,7 +146,8 @@ def test_the_committed_script_is_current_with_iam_yaml():
 def test_every_grant_of_iam_yaml_has_its_line_in_the_script():
     """Each role of iam.yaml for each account is granted by a line of the script (read statically)."""
     iam = yaml.safe_load(iamscript.IAM_FILE.read_text())
-    lines = [shlex.split(line) for line in SCRIPT.read_text().splitlines() if re.match(r"\s*grant_(project|on) ", line)]
+    lines = [shlex.split(line) for line in SCRIPT.read_text().splitlines()
+             if re.match(r"\s*(wanted [a-z -]+ && )?grant_(project|on) ", line)]
     for key, account in iam["service_accounts"].items():
         member = f"serviceAccount:{account['account_id']}@${{PROJECT}}.iam.gserviceaccount.com"
         for section in iamscript.GRANT_KEYS:
@@ -192,11 +193,25 @@ def test_grants_on_resources_not_made_yet_are_skipped_with_a_line(tmp_path):
     assert "run this again after" in proc.stdout.splitlines()[-1]
 
 
+def test_only_the_build_account_before_the_first_cloud_build(tmp_path):
+    """--only build: the account cloudbuild.yaml runs as and its grants; no other account, role or agent."""
+    proc, calls = run_script(tmp_path, PROJECT, "--only", "build", "--operator", "user:ops@example.com")
+    assert proc.returncode == 0, proc.stderr
+    build = f"serviceAccount:fast-render-build@{PROJECT}.iam.gserviceaccount.com"
+    want = {b for b in expected_bindings([], []) if b[2] == build}
+    assert want and bindings(calls) == want
+    assert [c[:4] for c in calls if c[2:3] == ["create"]] == [["iam", "service-accounts", "create", "fast-render-build"]]
+    assert not [c for c in calls if c[:2] == ["iam", "roles"] or c[:2] == ["projects", "describe"]]
+    assert "only: build" in proc.stdout.splitlines()[0]
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "usage: setup_vm_permissions.sh PROJECT"),
     ([PROJECT, "--operator", "ops@example.com"], "--operator needs an IAM member like user:alice@example.com (got 'ops@example.com')"),
     ([PROJECT, "--zone", "x"], "unknown option --zone"),
     (["Not_A_Project"], "PROJECT 'Not_A_Project' is not a project id"),
+    ([PROJECT, "--only", "builds"], "--only needs one of: "
+     + " ".join(yaml.safe_load(iamscript.IAM_FILE.read_text())["service_accounts"]) + " (got 'builds')"),
 ])
 def test_bad_arguments_give_one_line_and_no_gcloud_call(tmp_path, args, message):
     proc, calls = run_script(tmp_path, *args)
