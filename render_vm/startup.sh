@@ -150,8 +150,12 @@ run_container() {  # run_container IMAGE JOB: the worker on the GPU, hardened; r
     --env "GCE_METADATA_IP=${GCE_METADATA_IP:-169.254.169.254}"
     --label "fast-render-job=${job}"
   )
-  # Its lines go to Cloud Logging (log gcplogs-docker-driver, this gce_instance, labelled
-  # with the job) and, attached, to this script's output: the serial console.
+  # Its lines go to Cloud Logging and, attached, to this script's output (the serial console).
+  # Docker's gcplogs driver writes log gcplogs-docker-driver on this gce_instance, each line as
+  # jsonPayload.message, the job as jsonPayload.container.metadata.fast-render-job (the labels
+  # option); it pings Cloud Logging first, so a failure there is exit 125 before the container
+  # starts. Sources: https://docs.docker.com/engine/logging/drivers/gcplogs/ and moby's
+  # daemon/logger/gcplogs/gcplogging.go.
   local logging=(--log-driver=gcplogs --log-opt labels=fast-render-job)
   docker run "${args[@]}" "${logging[@]}" "${image}" python -m render_vm worker || status=$?
   if ((status == 125)); then
