@@ -56,7 +56,9 @@ class Config:
     # The Vertex AI job's identity; "" is Vertex's own default (its service agent).
     vertex_service_account: str = ""
     vm_network: str = "global/networks/default"
-    vm_subnetwork: str = ""  # "" = let Compute Engine pick the network's subnet in the zone's region
+    # "" = Compute Engine picks the network's subnet in the zone's region (an auto-mode network);
+    # "{region}" in it is the VM zone's region, as a subnet is regional (functions/vm_spec.py).
+    vm_subnetwork: str = ""
     vm_name_prefix: str = "av-render-"  # instances are PREFIX<job>-a<attempt>; IAM's render-vms condition matches it
     vm_network_tag: str = "autovideo-render"  # the firewall rule's target tag (infra/iam.yaml vm_network_tag)
     vm_max_run_s: int = 4 * 3600

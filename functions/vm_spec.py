@@ -13,6 +13,7 @@ from pathlib import Path
 
 from google.cloud import compute_v1
 
+from catalog.model import region_of
 from catalog.select import Option
 from common import layout
 from functions.config import Config
@@ -93,7 +94,7 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
         ],
         # No access config: no external IP. The VM reaches Google APIs through
         # Private Google Access on its subnet (infra/terraform).
-        network_interfaces=[network_interface(cfg)],
+        network_interfaces=[network_interface(cfg, zone)],
         service_accounts=[compute_v1.ServiceAccount(email=cfg.vm_service_account, scopes=list(SCOPES))],
         scheduling=compute_v1.Scheduling(
             on_host_maintenance="TERMINATE",  # GPUs cannot live-migrate
@@ -118,8 +119,15 @@ def worker_metadata(cfg: Config) -> dict[str, str]:
     return {"fast-render-worker-image": cfg.worker_image, "install-nvidia-driver": "True"}
 
 
-def network_interface(cfg: Config) -> compute_v1.NetworkInterface:
+def network_interface(cfg: Config, zone: str) -> compute_v1.NetworkInterface:
+    """The VM's only interface: no access config (no external IP), on VM_SUBNETWORK when set.
+
+    A subnet is regional and the catalog's zones may span regions, so
+    ``{region}`` in VM_SUBNETWORK is the zone's region
+    (``regions/{region}/subnetworks/fast-render-vms``); a fixed subnet fits only
+    the zones of its own region (Compute Engine refuses the others as invalid).
+    """
     interface = compute_v1.NetworkInterface(network=cfg.vm_network)
     if cfg.vm_subnetwork:
-        interface.subnetwork = cfg.vm_subnetwork
+        interface.subnetwork = cfg.vm_subnetwork.replace("{region}", region_of(zone))
     return interface

@@ -92,6 +92,14 @@ def test_the_vm_has_the_render_accounts_narrow_scopes_its_tag_and_subnet_and_no_
     assert list(interface.access_configs) == []  # no external IP
 
 
+def test_a_subnetwork_with_region_follows_the_zone_the_launcher_chose(env, option) -> None:
+    env.setenv("VM_SUBNETWORK", "projects/p/regions/{region}/subnetworks/fast-render-vms")
+    cfg = load_config()
+    for zone, region in (("us-central1-a", "us-central1"), ("us-east4-a", "us-east4")):
+        interface = build_instance(cfg, "job-1", 1, "av-render-job-1-a1", option, zone).network_interfaces[0]
+        assert interface.subnetwork == f"projects/p/regions/{region}/subnetworks/fast-render-vms"
+
+
 def test_without_a_subnetwork_compute_engine_picks_the_networks(env, option) -> None:
     env.setenv("VM_NETWORK_TAG", "my-tag")
     instance = build_instance(load_config(), "job-1", 1, "av-render-job-1-a1", option, option.zones[0])
