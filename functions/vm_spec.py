@@ -26,8 +26,9 @@ _REQUEST_ID_NAMESPACE = uuid.UUID("5f4b3a52-6e0c-4d7f-9a43-7a1f0c2b9e11")
 SCOPES = (
     # Staging (read the job, write segments and the heartbeat) and output (create the video):
     # Cloud Storage's read-write scope. It also covers the worker image's pull: Artifact
-    # Registry needs the storage read-only scope for that (read-write includes it), per
-    # https://cloud.google.com/artifact-registry/docs/integrate-compute ("Required permissions").
+    # Registry asks for the storage read-only scope to pull and read-write to push, per
+    # https://cloud.google.com/artifact-registry/docs/integrate-compute ("Required permissions");
+    # that read-write serves a pull too is inferred from that page, not seen on a VM.
     "https://www.googleapis.com/auth/devstorage.read_write",
     # The worker's lines through Docker's gcplogs driver (roles/logging.logWriter).
     "https://www.googleapis.com/auth/logging.write",
@@ -43,7 +44,7 @@ def instance_name(job_id: str, attempt: int, prefix: str | None = None) -> str:
     longest job id still fits.
     """
     if prefix is None:
-        from functions import clients  # the process's cached config (clients imports this module's Config)
+        from functions import clients  # the process's cached config; here, as clients loads every client library
 
         prefix = clients.config().vm_name_prefix
     return f"{prefix}{job_id}-a{attempt}"
