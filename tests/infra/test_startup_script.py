@@ -185,6 +185,9 @@ def test_the_container_path_logs_in_with_the_vms_token_pulls_runs_on_the_gpu_and
                  "--log-opt labels=fast-render-job", "--label fast-render-job=happy"):
         assert flag in " ".join(run), (flag, run)
     assert "--read-only" in run and "--rm" in run
+    mount = run[run.index("--mount") + 1]  # a scratch volume on the VM's disk: the root is read-only
+    assert mount.startswith("type=bind,source=/var/tmp/fast-render.") and mount.endswith(",target=/scratch")
+    assert "TMPDIR=/scratch" in run and "--network" not in " ".join(run)  # Docker's bridge, not the host's network
     assert run[-5:] == [IMAGE, "python", "-m", "render_vm", "worker"]
     assert "worker: rendering" in serial(record)  # attached: the lines reach the serial console too
     assert "worker exited with 0" in serial(record)
