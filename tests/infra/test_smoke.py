@@ -67,7 +67,7 @@ def test_smoke_submits_a_job_and_reports_its_video(cloud, smoked):
                          rf"gs://{PROJECT}-output/renders/(\S+)/video\.mp4", lines[-1])
     assert match, lines[-1]
     assert match.group(1) == match.group(4)
-    assert int(match.group(3)) <= took_s
+    assert int(match.group(3)) <= took_s + 0.5  # the line rounds to whole seconds
     assert cloud.storage().bucket(f"{PROJECT}-output").get_blob(f"renders/{match.group(1)}/video.mp4").size > 0
 
 
