@@ -160,9 +160,14 @@ class Generator:
             array = {"operators": "OPERATORS", "viewers": "VIEWERS"}.get(group)
             if array is None:
                 raise IamError(f"members.{group}: the script has no flag for it (--operator, --viewer)")
+            unknown = set(spec) - {"why", "project", "status_function", "service_accounts"}
+            if unknown:
+                raise IamError(f"members.{group}: unknown keys {sorted(unknown)}")
             body = []
             for g in spec.get("project", []):
                 body.append("    " + line("grant_project", MEMBER, g["role"], "None", why=g["why"]))
+            for g in spec.get("service_accounts", []):
+                body.append("    " + line("grant_on", "service-account", self.email(g["account"]), MEMBER, g["role"], why=g["why"]))
             if "status_function" in spec:
                 for name in status:
                     why = f"{group}: {' '.join(str(spec['why']).split())}"
@@ -201,6 +206,10 @@ class Generator:
         return out
 
     def script(self) -> str:
+        known = {"vm_name_prefix", "vm_network_tag", "custom_roles", "conditions", "service_accounts", "members",
+                 "service_agents"}
+        if set(self.iam) - known:
+            raise IamError(f"unknown top-level keys {sorted(set(self.iam) - known)}")
         project, resources = self.account_grants()
         body = [
             "# ---------------------------------------------------------------- APIs",

@@ -273,6 +273,7 @@ wanted push && grant_on function dead-letters "serviceAccount:fast-render-push@$
 # ---------------------------------------------------------------- people (--operator, --viewer)
 wanted && for member in "${OPERATORS[@]}"; do
     grant_project "$member" roles/logging.viewer None 'avmonitor logs'
+    grant_on service-account "fast-render-status@${PROJECT}.iam.gserviceaccount.com" "$member" roles/iam.serviceAccountTokenCreator 'run avmonitor as the status account (application-default login with --impersonate-service-account): the dashboard'"'"'s access, declared once, not copied to each person'
     grant_on function status "$member" roles/run.invoker 'operators: May read /status and use its controls (listed in STATUS_OPERATORS) and read the product'"'"'s logs.'
 done
 wanted && for member in "${VIEWERS[@]}"; do

@@ -119,6 +119,7 @@ def expected_bindings(operators: list[str], viewers: list[str]) -> set[tuple[str
         spec = iam["members"][group]
         for person in people:
             want |= {("projects", PROJECT, person, g["role"], "None") for g in spec.get("project", [])}
+            want |= {("iam service-accounts", sa(g["account"]), person, g["role"], "") for g in spec.get("service_accounts", [])}
             want.add(("run services", "status", person, spec["status_function"]["role"], ""))
     agents = {"pubsub": f"serviceAccount:service-{NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com",
               "storage": f"serviceAccount:service-{NUMBER}@gs-project-accounts.iam.gserviceaccount.com",
@@ -230,3 +231,14 @@ def test_its_resource_names_are_the_terraform_ones():
         pytest.skip("infra/terraform declares none of them yet")
     for kind, name in declared.items():
         assert re.search(rf'(name|repository_id)\s*=\s*"{re.escape(name)}"', tf), f"{kind} {name} is not in infra/terraform"
+
+
+@pytest.mark.parametrize("where", ["members.viewers", "service_accounts.render", "top"])
+def test_a_grant_kind_the_generator_does_not_know_is_an_error_not_dropped(tmp_path, where):
+    iam = yaml.safe_load(iamscript.IAM_FILE.read_text())
+    target = iam if where == "top" else iam[where.split(".")[0]][where.split(".")[1]]
+    target["bigquery_datasets"] = [{"role": "roles/bigquery.dataViewer", "why": "a new kind of grant"}]
+    path = tmp_path / "iam.yaml"
+    path.write_text(yaml.safe_dump(iam))
+    with pytest.raises(iamscript.IamError, match="bigquery_datasets"):
+        iamscript.generate(path)
