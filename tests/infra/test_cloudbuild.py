@@ -1,4 +1,4 @@
-"""cloudbuild.yaml (and cloudbuild-teardown.yaml): a build Cloud Build accepts, in the order that matters.
+"""cloudbuild.yaml (and cloudbuild-teardown.yaml, cloudbuild-worker.yaml): builds Cloud Build accepts, in the order that matters.
 
 No build can run here, so what Cloud Build would refuse or get wrong is checked
 on the file: its schema (tests/infra/cloudbuild.schema.json), substitutions
@@ -25,7 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "cloudbuild.yaml"
-CONFIGS = [BUILD, REPO / "cloudbuild-teardown.yaml"]
+CONFIGS = sorted(REPO.glob("cloudbuild*.yaml"))  # the pipeline, its teardown, the worker image alone
 SCHEMA = json.loads((Path(__file__).parent / "cloudbuild.schema.json").read_text())
 # Set in every build (https://cloud.google.com/build/docs/configuring-builds/substitute-variable-values).
 BUILT_IN = {"PROJECT_ID", "BUILD_ID", "PROJECT_NUMBER", "LOCATION"}
@@ -163,6 +163,17 @@ def test_the_pushed_image_is_the_built_one_and_the_one_listed():
     image = values_of(config)["_IMAGE"]
     assert re.fullmatch(r"us-central1-docker\.pkg\.dev/fr-demo-project/render/worker:build-[0-9a-f-]{36}", image), image
     assert "worker_image=${_IMAGE}" in step["tf-plan"]["args"][-1], "the functions get the image the build pushes"
+
+
+def test_the_worker_only_build_pushes_the_image_terraform_expects_by_default():
+    config = load(REPO / "cloudbuild-worker.yaml")
+    step = steps_by_id(config)
+    assert step["build-worker"]["args"] == load(BUILD)["steps"][[s["id"] for s in load(BUILD)["steps"]].index("build-worker")]["args"]
+    assert step["push-worker"]["args"] == ["push", "${_IMAGE}"] and config["images"] == ["${_IMAGE}"]
+    assert values_of(config)["_IMAGE"] == "us-central1-docker.pkg.dev/fr-demo-project/render/worker:latest"
+    functions_tf = (REPO / "infra" / "terraform" / "functions.tf")
+    if functions_tf.exists():
+        assert '"${var.region}-docker.pkg.dev/${var.project}/render/worker:latest"' in functions_tf.read_text()
 
 
 def test_the_smoke_step_really_waits_for_the_render_and_only_its_failure_is_deferred(tmp_path):
