@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
 
-"$PYTHON" -m ruff check --quiet --no-cache --select E9,F63,F7,F82 --exclude .venv,.venv-checks,.local-cloud,infra/terraform/.terraform .
+"$PYTHON" -m ruff check --quiet --no-cache --select E9,F63,F7,F82 --extend-exclude .venv,.venv-checks,.local-cloud,infra/terraform/.terraform .
 scripts=()
 while IFS= read -r -d '' script; do
     scripts+=("$script")
