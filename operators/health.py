@@ -179,7 +179,7 @@ def _worker(cfg: Config, topology: Topology, t: float, runtime: Any) -> Iterator
         if function == "fallback-launcher" and command:
             yield Check("worker", name, True, f"VM_WORKER_COMMAND=`{command}` ({source})")
         elif image:
-            how = "the default VM_WORKER_COMMAND docker-runs it" if function == "fallback-launcher" else "the custom job's container"
+            how = "the VM's startup script pulls and runs it" if function == "fallback-launcher" else "the custom job's container"
             yield Check("worker", name, True, f"WORKER_IMAGE={image}: {how} ({source})")
         elif function == "primary" and env.get("VERTEX_API_ENDPOINT"):  # not Google's: the local one runs a command
             run = env.get("VERTEX_WORKER_COMMAND") or "python -m render_vm worker"

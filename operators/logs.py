@@ -6,7 +6,9 @@
   cloud's ``logs/``), from those files. Both hold the same lines: every
   function logs one JSON object per line with the job id (``common/logs.py``).
 * The VMs' lines: each of the job's VMs that still exists, through Compute
-  Engine's serial port output (its startup script and the worker write there).
+  Engine's serial port output (its startup script and the worker write there);
+  in the cloud the worker's lines also reach Cloud Logging through Docker's
+  ``gcplogs`` driver, found by the container's job label.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from rich.markup import escape
 from common import layout
 from operators import views
 from operators.output import console, emit
+
+GCPLOGS_JOB_LABEL = "fast-render-job"  # the container label render_vm/startup.sh sets to the job id
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,10 +89,16 @@ def _from_cloud_logging(job_id: str, limit: int) -> list[dict]:
     from functions import clients
 
     client = cloud_logging.Client(project=clients.config().project)
-    query = f'jsonPayload.job_id="{job_id}" OR labels.job_id="{job_id}"'
+    # The functions' lines carry job_id; the VM's worker writes through Docker's gcplogs driver, whose entry
+    # holds the line as a string in jsonPayload.message and the container's labels in
+    # jsonPayload.container.metadata (moby daemon/logger/gcplogs; render_vm/startup.sh labels it).
+    query = (f'jsonPayload.job_id="{job_id}" OR labels.job_id="{job_id}" '
+             f'OR jsonPayload.container.metadata."{GCPLOGS_JOB_LABEL}"="{job_id}"')
     lines = []
     for entry in client.list_entries(filter_=query, order_by=cloud_logging.ASCENDING, max_results=limit):
         payload = entry.payload if isinstance(entry.payload, dict) else {"message": str(entry.payload)}
+        if "container" in payload:  # a gcplogs entry: the worker's own JSON line is inside
+            payload = _json_or_none(str(payload.get("message", "")).strip()) or payload
         lines.append({"time": entry.timestamp.isoformat() if entry.timestamp else None,
                       "source": (entry.resource.labels or {}).get("function_name") or entry.log_name.rsplit("/", 1)[-1],
                       "severity": entry.severity, "message": payload.get("message", ""), "entry": payload})
