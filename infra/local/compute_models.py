@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 from infra.local._http import JsonDict, project_number, rfc3339
 from infra.local.metadata_server import InstanceView, MetadataServer
@@ -159,6 +160,7 @@ class Instance:
             attributes=self.attributes,
             preemptible=is_spot(self.spec),
             preempted=self.preempted,
+            **_service_account(self.spec),
         )
 
     def to_api(self) -> JsonDict:
@@ -206,3 +208,12 @@ class Instance:
             "disk_dir": self.disk_dir,
             "serial_log": self.serial_log,
         }
+
+
+def _service_account(spec: JsonDict) -> dict[str, Any]:
+    """The instance's identity and scopes as its insert gave them (an instance without one: the defaults)."""
+    accounts = spec.get("serviceAccounts") or []
+    if not accounts:
+        return {}
+    first = accounts[0]
+    return {"service_account": str(first.get("email") or "default"), "scopes": tuple(first.get("scopes") or ())}

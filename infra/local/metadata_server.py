@@ -60,6 +60,9 @@ class InstanceView:
     attributes: dict[str, str] = field(default_factory=dict)
     preemptible: bool = False
     preempted: bool = False
+    # The insert's serviceAccounts[0]: "default" is the project's default compute account, as on GCE.
+    service_account: str = "default"
+    scopes: tuple[str, ...] = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
 def _bool(value: bool) -> str:
@@ -85,8 +88,11 @@ def metadata_tree(view: InstanceView) -> dict[str, Any]:
             "service-accounts": {
                 "default": {
                     "aliases": "default",
-                    "email": f"{view.project_number}-compute@developer.gserviceaccount.com",
-                    "scopes": "https://www.googleapis.com/auth/cloud-platform",
+                    "email": (f"{view.project_number}-compute@developer.gserviceaccount.com"
+                              if view.service_account in ("", "default") else view.service_account),
+                    # One scope per line, the ones the instance was created with (GCE's metadata server:
+                    # https://cloud.google.com/compute/docs/metadata/predefined-metadata-keys, service-accounts/).
+                    "scopes": "\n".join(view.scopes) + "\n",
                 },
             },
             "zone": f"projects/{view.project_number}/zones/{view.zone}",

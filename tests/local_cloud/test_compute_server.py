@@ -535,3 +535,23 @@ def test_sigterm_stops_the_server_and_every_instance(
     assert own.process.proc.wait(timeout=10) == 0
     wait_for(lambda: not alive(pid), timeout_s=5)  # a zombie lingers until reaped
     assert not os.path.exists(disk)
+
+
+def test_metadata_server_tells_the_instance_its_own_service_account_and_scopes(
+    instances: compute_v1.InstancesClient, tmp_path: Path, wait_for: Callable[..., Any]
+) -> None:
+    """A VM learns who it runs as from its metadata server: the account and scopes its insert asked for."""
+    script = f"""
+m="http://$GCE_METADATA_HOST/computeMetadata/v1/instance/service-accounts/default"
+curl -sf -H 'Metadata-Flavor: Google' "$m/email" > {tmp_path}/email
+curl -sf -H 'Metadata-Flavor: Google' "$m/scopes" > {tmp_path}/scopes
+touch {tmp_path}/done
+"""
+    instance = make_instance("vm-identity", script)
+    scopes = ["https://www.googleapis.com/auth/devstorage.read_write", "https://www.googleapis.com/auth/logging.write"]
+    instance.service_accounts = [compute_v1.ServiceAccount(email="render@p.iam.gserviceaccount.com", scopes=scopes)]
+    insert(instances, instance).result(timeout=30)
+
+    wait_for(lambda: (tmp_path / "done").exists())
+    assert (tmp_path / "email").read_text() == "render@p.iam.gserviceaccount.com"
+    assert (tmp_path / "scopes").read_text().split() == scopes
