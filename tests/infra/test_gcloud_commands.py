@@ -1,4 +1,4 @@
-"""Every gcloud command the scripts and the Cloud Build config use exists in this gcloud (``--help`` answers).
+"""Every gcloud command the scripts, the Cloud Build configs and the deploy guide use exists in this gcloud (``--help`` answers).
 
 A misspelt group or a command that moved to ``beta`` would otherwise be found
 only in a real project. gcloud is on the machine (the local cloud's emulators
@@ -20,6 +20,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SHELL_FILES = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("render_vm/*.sh")])
 BUILD_FILES = sorted(REPO.glob("cloudbuild*.yaml"))
+DOC_FILES = [REPO / "docs" / "deploy.md", REPO / "README.md"]  # their ```bash blocks are commands people paste
+BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
 # `gcloud` itself, or a script's wrapper whose body runs `gcloud "$@"` (scripts/setup_vm_permissions.sh's gc).
 FUNCTION = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*\(\)\s*\{(.*?)\}\s*$", re.M | re.S)  # to the first line ending in }
 WORD = re.compile(r"[a-z][a-z0-9-]*$")
@@ -85,7 +87,8 @@ def commands_in_build(path: Path) -> Commands:
 
 def all_commands() -> Commands:
     found: Commands = {}
-    for text in [*(p.read_text() for p in SHELL_FILES)]:
+    docs = [block for p in DOC_FILES for block in BASH_BLOCK.findall(p.read_text())]
+    for text in [*(p.read_text() for p in SHELL_FILES), *docs]:
         for words, flags in commands_in_shell(text).items():
             add(found, words, flags)
     for path in BUILD_FILES:
@@ -99,6 +102,8 @@ def test_the_extractor_reads_the_setup_script():
     found = all_commands()
     for command in [("iam", "service-accounts", "describe"), ("projects", "add-iam-policy-binding"),
                     ("compute", "networks", "subnets", "add-iam-policy-binding"), ("services", "enable")]:
+        assert command in found, command
+    for command in [("run", "services", "proxy", "status"), ("beta", "services", "identity", "create")]:  # docs/deploy.md's
         assert command in found, command
 
 
