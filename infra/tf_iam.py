@@ -143,7 +143,10 @@ def accounts_blocks(iam: dict[str, Any]) -> list[Block]:
 
 
 def resource_grant_blocks(iam: dict[str, Any], topology: Topology) -> list[Block]:
-    """Grants on one bucket, topic, account, subnet or repository, and the push account's invoker grants."""
+    """Grants on one bucket, topic, account or repository, and the push account's invoker grants.
+
+    The ``subnetwork:`` grants are on each region's subnet: infra/tf_network.py.
+    """
     blocks: list[Block] = []
     event_functions = [f.name for f in topology.functions]
     for key, account in iam["service_accounts"].items():
@@ -171,15 +174,6 @@ def resource_grant_blocks(iam: dict[str, Any], topology: Topology) -> list[Block
                                              f"{key}_on_{grant['account']}_{role_slug(grant['role'])}"), [
                 _why(grant["why"]),
                 Attr("service_account_id", Raw(f"google_service_account.{grant['account']}.name")),
-                Attr("role", grant["role"]),
-                Attr("member", member),
-            ]))
-        for grant in account.get("subnetwork", []):
-            blocks.append(Block("resource", ("google_compute_subnetwork_iam_member", f"{key}_{role_slug(grant['role'])}"), [
-                _why(grant["why"]),
-                Attr("project", Raw("var.project")),
-                Attr("region", Raw("var.region")),
-                Attr("subnetwork", Raw("google_compute_subnetwork.vms.name")),
                 Attr("role", grant["role"]),
                 Attr("member", member),
             ]))

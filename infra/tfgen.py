@@ -1,4 +1,7 @@
-"""Generate infra/terraform's generated_*.tf from infra/topology.yaml, infra/iam.yaml and infra/firestore/indexes.json.
+"""Generate infra/terraform's generated_*.tf from infra's declarations and the GPU catalog's regions.
+
+The sources: infra/topology.yaml, infra/iam.yaml, infra/firestore/indexes.json,
+and the regions of catalog/gpu_catalog.yml's zones (a render subnet in each).
 
     python -m infra.tfgen           # write the generated files
     python -m infra.tfgen --check   # exit 1 naming each file that differs from what would be written
@@ -20,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from infra import tf_functions, tf_iam, tf_topology
+from catalog.model import CatalogError
+from infra import tf_functions, tf_iam, tf_network, tf_topology
 from infra.local.topology import load_topology
 from infra.tf_hcl import Block, render
 
@@ -34,6 +38,7 @@ def generated_files() -> dict[str, str]:
     """File name -> its content (formatted), for every generated file."""
     topology = load_topology(PROJECT)
     iam = tf_iam.load_iam()
+    regions = tf_network.catalog_regions()
     sources = "infra/topology.yaml"
     files = {
         "generated_pubsub.tf": (sources, [
@@ -52,6 +57,11 @@ def generated_files() -> dict[str, str]:
             *tf_iam.members_blocks(iam, topology),
             *tf_iam.service_agent_blocks(iam, topology),
         ]),
+        # One subnet (and NAT) per region the bundled GPU catalog's zones are in.
+        "generated_network.tf": ("catalog/gpu_catalog.yml", tf_network.network_blocks(regions)),
+        "generated_nat.tf": ("catalog/gpu_catalog.yml", tf_network.nat_blocks(regions)),
+        "generated_iam_subnets.tf": ("infra/iam.yaml and catalog/gpu_catalog.yml",
+                                     tf_network.subnet_grant_blocks(iam, regions)),
     }
     raw = {name: _text(source, blocks) for name, (source, blocks) in files.items()}
     return terraform_fmt(raw)
@@ -106,7 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is not current")
     args = parser.parse_args(argv)
-    if args.check:
+    try:
+        return _run(args.check)
+    except (CatalogError, tf_network.NetworkError) as err:  # one line naming the field, not a traceback
+        print(err, file=sys.stderr)
+        return 2
+
+
+def _run(check: bool) -> int:
+    if check:
         stale = stale_files(TERRAFORM_DIR)
         for name in stale:
             print(f"{_shown(TERRAFORM_DIR / name)} is stale: run `python -m infra.tfgen`", file=sys.stderr)

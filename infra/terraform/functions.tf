@@ -49,8 +49,8 @@ locals {
     WORKER_IMAGE           = local.worker_image
     VM_SERVICE_ACCOUNT     = google_service_account.render.email
     VERTEX_SERVICE_ACCOUNT = google_service_account.render.email
-    VM_NETWORK             = google_compute_network.render.id
-    VM_SUBNETWORK          = google_compute_subnetwork.vms.id
+    VM_NETWORK             = google_compute_network.render.id # projects/P/global/networks/fast-render
+    VM_SUBNETWORK          = local.vm_subnetwork              # projects/P/regions/{region}/subnetworks/fast-render-vms
     VM_NAME_PREFIX         = var.vm_name_prefix
     VM_NETWORK_TAG         = var.vm_network_tag
     JOB_RETENTION_DAYS     = tostring(var.job_retention_days)

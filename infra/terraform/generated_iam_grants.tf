@@ -53,15 +53,6 @@ resource "google_service_account_iam_member" "functions_on_render_iam_serviceacc
   member             = "serviceAccount:${google_service_account.functions.email}"
 }
 
-resource "google_compute_subnetwork_iam_member" "functions_compute_networkuser" {
-  # attach a render VM to the render subnet
-  project    = var.project
-  region     = var.region
-  subnetwork = google_compute_subnetwork.vms.name
-  role       = "roles/compute.networkUser"
-  member     = "serviceAccount:${google_service_account.functions.email}"
-}
-
 resource "google_storage_bucket_iam_member" "status_staging_storage_objectviewer" {
   # heartbeats and progress
   bucket = google_storage_bucket.staging.name
@@ -113,15 +104,6 @@ resource "google_service_account_iam_member" "status_on_render_iam_serviceaccoun
   service_account_id = google_service_account.render.name
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${google_service_account.status.email}"
-}
-
-resource "google_compute_subnetwork_iam_member" "status_compute_networkuser" {
-  # launch attaches the VM to the render subnet
-  project    = var.project
-  region     = var.region
-  subnetwork = google_compute_subnetwork.vms.name
-  role       = "roles/compute.networkUser"
-  member     = "serviceAccount:${google_service_account.status.email}"
 }
 
 resource "google_storage_bucket_iam_member" "render_staging_storage_objectuser" {

@@ -1,10 +1,19 @@
 # The render VMs' own network. They have no external IP; Private Google Access
-# on their subnet lets them reach Cloud Storage, Artifact Registry (*.pkg.dev),
+# on their subnets lets them reach Cloud Storage, Artifact Registry (*.pkg.dev),
 # Cloud Logging and the Compute API (the self-delete) through the network's
 # default route, which Google keeps inside its network for those addresses.
 # Cloud NAT only behind enable_nat: nothing the VMs need is on the internet
 # (the Deep Learning VM image's driver installer and the image pull use Google
 # APIs).
+#
+# The subnets are in generated_network.tf: one fast-render-vms per region of
+# catalog/gpu_catalog.yml's zones (and var.region), as the launcher may place a
+# VM in any of them and a subnet is regional. Their NAT, when enabled, is in
+# generated_nat.tf, one per subnet region (infra/tf_network.py says why).
+# A catalog given to the functions through GPU_CATALOG must not use a region
+# with no subnet here: a VM inserted there is an invalid request and its job
+# fails. Add the region to catalog/gpu_catalog.yml (or to REGION_INDEX in
+# infra/tf_network.py) and run python -m infra.tfgen.
 
 resource "google_compute_network" "render" {
   project                 = var.project
@@ -14,22 +23,6 @@ resource "google_compute_network" "render" {
   routing_mode            = "REGIONAL"
 
   depends_on = [google_project_service.compute]
-}
-
-resource "google_compute_subnetwork" "vms" {
-  project                  = var.project
-  name                     = "fast-render-vms"
-  region                   = var.region
-  network                  = google_compute_network.render.id
-  ip_cidr_range            = var.subnet_cidr
-  private_ip_google_access = true
-
-  # What the VMs reach, for an incident; sampled to keep the log volume small.
-  log_config {
-    aggregation_interval = "INTERVAL_5_MIN"
-    flow_sampling        = 0.5
-    metadata             = "INCLUDE_ALL_METADATA"
-  }
 }
 
 # Nothing ever needs to reach a render VM: it pulls its job and pushes its
@@ -51,33 +44,5 @@ resource "google_compute_firewall" "deny_render_ingress" {
 
   log_config {
     metadata = "INCLUDE_ALL_METADATA"
-  }
-}
-
-resource "google_compute_router" "nat" {
-  count   = var.enable_nat ? 1 : 0
-  project = var.project
-  name    = "fast-render-nat"
-  region  = var.region
-  network = google_compute_network.render.id
-}
-
-resource "google_compute_router_nat" "nat" {
-  count                              = var.enable_nat ? 1 : 0
-  project                            = var.project
-  name                               = "fast-render-nat"
-  region                             = var.region
-  router                             = google_compute_router.nat[0].name
-  nat_ip_allocate_option             = "AUTO_ONLY"
-  source_subnetwork_ip_ranges_to_nat = "LIST_OF_SUBNETWORKS"
-
-  subnetwork {
-    name                    = google_compute_subnetwork.vms.id
-    source_ip_ranges_to_nat = ["ALL_IP_RANGES"]
-  }
-
-  log_config {
-    enable = true
-    filter = "ERRORS_ONLY"
   }
 }

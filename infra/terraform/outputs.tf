@@ -33,9 +33,10 @@ output "worker_image" {
 }
 
 output "vm_network" {
-  description = "The render VMs' network and subnet (VM_NETWORK, VM_SUBNETWORK)."
+  description = "The render VMs' network (VM_NETWORK), subnet template (VM_SUBNETWORK, {region} is the VM zone's) and subnet of each region."
   value = {
     network    = google_compute_network.render.id
-    subnetwork = google_compute_subnetwork.vms.id
+    subnetwork = local.vm_subnetwork
+    subnets    = local.vm_subnets
   }
 }

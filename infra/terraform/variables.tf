@@ -12,12 +12,12 @@ variable "project" {
 }
 
 variable "region" {
-  description = "The region of the functions, buckets, subnet, Firestore (unless firestore_location), Vertex AI jobs and render VMs."
+  description = "The region of the functions, buckets, Firestore (unless firestore_location) and Vertex AI jobs. Render VMs go to the GPU catalog's zones, with a subnet in each of their regions and in this one."
   type        = string
   default     = "us-central1"
 
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
     error_message = "region: a region name such as us-central1."
   }
 }
@@ -63,19 +63,20 @@ variable "vm_network_tag" {
   }
 }
 
-variable "subnet_cidr" {
-  description = "The IP range of the render VMs' subnet fast-render-vms."
+variable "vm_ip_range" {
+  description = "The range the render subnets' ranges come from: region R's subnet fast-render-vms is cidrsubnet(vm_ip_range, 8, N), N fixed per region in infra/tf_network.py (a /20 each from the default)."
   type        = string
-  default     = "10.20.0.0/20"
+  default     = "10.16.0.0/12"
 
   validation {
-    condition     = can(cidrhost(var.subnet_cidr, 0))
-    error_message = "subnet_cidr: an IPv4 range such as 10.20.0.0/20."
+    # 8 more bits for up to 256 regions, each at least a /29 (Compute Engine's smallest subnet).
+    condition     = can(cidrsubnet(var.vm_ip_range, 8, 255)) && can(regex("/([0-9]|1[0-9]|2[01])$", var.vm_ip_range))
+    error_message = "vm_ip_range: an IPv4 range of /21 or larger, such as 10.16.0.0/12."
   }
 }
 
 variable "enable_nat" {
-  description = "Give the VMs (no external IP) Cloud NAT to the internet. Off: nothing they need is outside Google's APIs, which Private Google Access reaches."
+  description = "Give the VMs (no external IP) Cloud NAT to the internet, in every render subnet's region. Off: nothing they need is outside Google's APIs, which Private Google Access reaches."
   type        = bool
   default     = false
 }

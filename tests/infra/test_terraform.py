@@ -5,8 +5,10 @@ are current; terraform fmt keeps them; every .tf parses; every topic,
 subscription, bucket, notification, function, schedule, Firestore index and
 field override of infra/topology.yaml (and indexes.json) has its resource and
 nothing else does; the push subscriptions deliver as the local cloud's do;
-every grant of infra/iam.yaml is there and no other, with no primitive role;
+every grant of infra/iam.yaml is there and no other (a subnet grant on each
+region's subnet), with no primitive role;
 every reference names something declared; checkov finds nothing unanswered.
+The render subnets per region: tests/infra/test_terraform_network.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from catalog.model import DEFAULT_CATALOG_PATH, load_catalog, region_of
 from infra import tfgen
 from infra.local.topology import load_topology
 from infra.tf_iam import PRIMITIVE_ROLES
@@ -33,6 +36,11 @@ TOPOLOGY = load_topology("${var.project}")  # the topology's "${project}" as Ter
 IAM = yaml.safe_load((ROOT / "infra" / "iam.yaml").read_text())
 INDEXES = json.loads((ROOT / "infra" / "firestore" / "indexes.json").read_text())
 CHECKOV = ROOT / ".venv-checks" / "bin" / "checkov"
+# One render subnet per region of the bundled catalog's zones, and var.region's own when it is none of them.
+CATALOG_REGIONS = {region_of(zone) for gpu in load_catalog(DEFAULT_CATALOG_PATH, environ={}).gpus.values()
+                   for zone in gpu.zones}
+SUBNETS = {f"${{google_compute_subnetwork.vms_{r.replace('-', '_')}.name}}" for r in CATALOG_REGIONS} | {
+    "${google_compute_subnetwork.vms_deployment_region[0].name}"}
 # Terraform resources of the kinds the topology declares that it does not declare, each with why.
 EXTRA = {("google_storage_bucket", "${var.project}-functions-source"): "the functions' source archive"}
 
@@ -252,8 +260,9 @@ def expected_grants() -> set[tuple[str, ...]]:
                      for g in account.get("topics", []) for t in g["topics"]}
         expected |= {("google_service_account_iam_member", f"${{google_service_account.{g['account']}.name}}", g["role"], member)
                      for g in account.get("service_accounts", [])}
-        expected |= {("google_compute_subnetwork_iam_member", "${google_compute_subnetwork.vms.name}", g["role"], member)
-                     for g in account.get("subnetwork", [])}
+        # on each region's render subnet: a VM attaches to its own zone's region's
+        expected |= {("google_compute_subnetwork_iam_member", subnet, g["role"], member)
+                     for g in account.get("subnetwork", []) for subnet in SUBNETS}
         expected |= {("google_artifact_registry_repository_iam_member", "${google_artifact_registry_repository.render.name}",
                       g["role"], member) for g in account.get("artifact_registry", [])}
         expected |= {("google_cloud_run_service_iam_member", run(f.name), g["role"], member)
