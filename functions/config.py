@@ -52,6 +52,11 @@ class Config:
     vertex_worker_command: tuple[str, ...] = ("python", "-m", "render_vm", "worker")
     vm_worker_command: str = ""
     vm_image: str = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11"
+    # A CPU-only VM's boot image (an option without a GPU: no driver to install, no CUDA):
+    # the Deep Learning VM "Base CPU" family, which the startup script runs the worker image on
+    # with Docker as on the GPU image (https://cloud.google.com/deep-learning-vm/docs/release-notes,
+    # March 31 2023: "Base CPU ( common-cpu-debian-11-py310 )").
+    vm_cpu_image: str = "projects/deeplearning-platform-release/global/images/family/common-cpu-debian-11-py310"
     vm_service_account: str = "default"
     # The Vertex AI job's identity; "" is Vertex's own default (its service agent).
     vertex_service_account: str = ""
@@ -163,6 +168,7 @@ def load_config() -> Config:
         # first boot) and runs it with the GPU. Set: that command line runs instead.
         vm_worker_command=_env("VM_WORKER_COMMAND", ""),
         vm_image=_env("VM_IMAGE", "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11"),
+        vm_cpu_image=_env("VM_CPU_IMAGE", Config.vm_cpu_image),
         vm_service_account=_env("VM_SERVICE_ACCOUNT", "default"),
         vertex_service_account=_env("VERTEX_SERVICE_ACCOUNT", ""),
         vm_network=_env("VM_NETWORK", "global/networks/default"),

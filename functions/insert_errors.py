@@ -50,6 +50,11 @@ CODE_KINDS: dict[str, str] = {
 }
 # Quota metrics that limit operations, not resources: wait and retry, like a rate limit.
 _RATE_METRIC = re.compile(r"OPERATION|RATE|REQUESTS", re.IGNORECASE)
+# Project-wide quotas (compute v1 Quota.metric: GPUS_ALL_REGIONS, CPUS_ALL_REGIONS): no region has room for
+# the option, so it is blocked everywhere. Every other resource metric is regional (NVIDIA_T4_GPUS, and for a
+# CPU-only machine CPUS, C3_CPUS, N2D_CPUS, PREEMPTIBLE_CPUS...): the option may still fit in another region.
+# Only the option is blocked either way: a smaller machine may still fit under the same vCPU limit.
+_ALL_REGIONS_METRIC = re.compile(r"_ALL_REGIONS$")
 _METRIC_IN_MESSAGE = re.compile(r"Quota '([A-Za-z0-9_.-]+)' exceeded")
 
 
@@ -59,7 +64,7 @@ class InsertError:
 
     codes: tuple[str, ...]  # errors[].code (operation) or errors[].reason (HTTP)
     message: str
-    quota_metric: str | None = None  # NVIDIA_T4_GPUS, GPUS_ALL_REGIONS, ... (upper case, no prefix)
+    quota_metric: str | None = None  # NVIDIA_T4_GPUS, GPUS_ALL_REGIONS, C3_CPUS, ... (upper case, no prefix)
 
     @classmethod
     def from_exception(cls, err) -> "InsertError":
@@ -120,8 +125,8 @@ def classify_insert_error(error: InsertError, option: Option, zone: str) -> Inse
         metric = error.quota_metric or ""
         if _RATE_METRIC.search(metric):
             return InsertFailure("rate-limit", None, detail)
-        if metric == "GPUS_ALL_REGIONS":
-            return InsertFailure("all-regions-quota", Block(gpu=option.gpu, reason=f"{option.gpu}: GPUS_ALL_REGIONS quota"),
+        if _ALL_REGIONS_METRIC.search(metric):
+            return InsertFailure("all-regions-quota", Block(gpu=option.gpu, reason=f"{option.gpu}: {metric} quota"),
                                  detail, remember=True)
         region = region_of(zone)
         return InsertFailure("region-quota", Block(gpu=option.gpu, location=region, reason=f"{option.gpu}: quota in {region}"),

@@ -61,8 +61,26 @@ def request_id(name: str, zone: str, option: Option, pass_no: int, retry: int = 
     return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, key))
 
 
+def has_gpu(option: Option) -> bool:
+    """Whether the option's VM has a GPU: a CPU-only option (catalog ``cpus:``) has no accelerator and count 0."""
+    return bool(option.accelerator) and option.accelerator_count > 0
+
+
+def on_host_maintenance(option: Option) -> str:
+    """What GCE does to the VM when its host needs maintenance.
+
+    A VM with GPUs cannot live-migrate, and for a Spot (preemptible) VM
+    TERMINATE is "the default and only possible behavior" (compute v1
+    ``Scheduling.onHostMaintenance``; https://cloud.google.com/compute/docs/instances/setting-instance-scheduling-options
+    lists VMs with GPUs attached and Spot VMs among those that can only be
+    stopped). A CPU-only on-demand VM may MIGRATE, GCE's default: a host's
+    maintenance then does not cost the render.
+    """
+    return "TERMINATE" if has_gpu(option) or option.provisioning == "spot" else "MIGRATE"
+
+
 def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Option, zone: str) -> compute_v1.Instance:
-    spot = option.provisioning == "spot"
+    spot, gpu = option.provisioning == "spot", has_gpu(option)
     metadata = {
         "startup-script": STARTUP_SCRIPT,
         "fast-render-job-id": job_id,
@@ -70,10 +88,12 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
         "fast-render-staging-bucket": cfg.staging_bucket,
         "fast-render-output-bucket": cfg.output_bucket,
         "fast-render-instance": name,
-        "fast-render-gpu": option.gpu,
+        "fast-render-gpu": option.gpu,  # the option's name: a GPU's catalog key, or a CPU-only machine's
+        # How many GPUs the VM has: "0" tells the startup script to wait for no driver and ask Docker for none.
+        "fast-render-gpu-count": str(option.accelerator_count if gpu else 0),
         "fast-render-price-per-hour": str(option.price_per_hour),
         "fast-render-compute-api": cfg.compute_endpoint or "https://compute.googleapis.com",
-        **worker_metadata(cfg),
+        **worker_metadata(cfg, gpu=gpu),
     }
     return compute_v1.Instance(
         name=name,
@@ -85,12 +105,14 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
                 accelerator_type=f"zones/{zone}/acceleratorTypes/{option.accelerator}",
                 accelerator_count=option.accelerator_count,
             )
-        ],
+        ] if gpu else [],
         disks=[
             compute_v1.AttachedDisk(
                 boot=True,
                 auto_delete=True,
-                initialize_params=compute_v1.AttachedDiskInitializeParams(source_image=cfg.vm_image, disk_size_gb=100),
+                # A CPU-only VM boots the CPU image: no CUDA, no driver install at first boot.
+                initialize_params=compute_v1.AttachedDiskInitializeParams(
+                    source_image=cfg.vm_image if gpu else cfg.vm_cpu_image, disk_size_gb=100),
             )
         ],
         # No access config: no external IP. The VM reaches Google APIs through
@@ -98,7 +120,7 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
         network_interfaces=[network_interface(cfg, zone)],
         service_accounts=[compute_v1.ServiceAccount(email=cfg.vm_service_account, scopes=list(SCOPES))],
         scheduling=compute_v1.Scheduling(
-            on_host_maintenance="TERMINATE",  # GPUs cannot live-migrate
+            on_host_maintenance=on_host_maintenance(option),
             automatic_restart=False,
             provisioning_model="SPOT" if spot else "STANDARD",
             instance_termination_action="DELETE",
@@ -109,15 +131,17 @@ def build_instance(cfg: Config, job_id: str, attempt: int, name: str, option: Op
     )
 
 
-def worker_metadata(cfg: Config) -> dict[str, str]:
+def worker_metadata(cfg: Config, *, gpu: bool = True) -> dict[str, str]:
     """What the startup script runs: a command line (VM_WORKER_COMMAND) or, by default, the worker's image.
 
     The image runs on a Deep Learning VM image, whose ``install-nvidia-driver``
-    metadata installs the NVIDIA driver at first boot (the script waits for it).
+    metadata installs the NVIDIA driver at first boot (the script waits for it);
+    a CPU-only VM has no GPU to drive, so it does not ask for the driver.
     """
     if cfg.vm_worker_command:
         return {"fast-render-worker-command": cfg.vm_worker_command}
-    return {"fast-render-worker-image": cfg.worker_image, "install-nvidia-driver": "True"}
+    image = {"fast-render-worker-image": cfg.worker_image}
+    return {**image, "install-nvidia-driver": "True"} if gpu else image
 
 
 def network_interface(cfg: Config, zone: str) -> compute_v1.NetworkInterface:

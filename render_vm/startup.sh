@@ -14,11 +14,16 @@
 #                               the driver at first boot). Wait for the driver,
 #                               log Docker in to the image's registry with this
 #                               VM's own token, pull, run it on the GPU.
+#                               With fast-render-gpu-count 0 (a CPU-only machine
+#                               on the Deep Learning VM CPU image): no driver to
+#                               wait for and no --gpus; the rest is the same.
 #   fast-render-worker-command  otherwise: a command line run with bash -c (the
 #                               local cloud's `python -m render_vm worker`).
 # Either way the worker reads its job from this VM's metadata.
 #
-# Optional metadata (defaults in brackets): fast-render-driver-timeout-s [600]:
+# Optional metadata (defaults in brackets): fast-render-gpu-count [1]: the VM's
+# GPUs, 0 for none (unset: a launcher from before CPU-only VMs, which only made
+# GPU VMs); fast-render-driver-timeout-s [600]:
 # how long to wait for `nvidia-smi` and the Docker daemon; fast-render-pull-attempts
 # [5] and fast-render-retry-backoff-s [10]: the pull's retries (backoff x attempt).
 # VM_BOOT_TIMEOUT_S (900 s by default) must stay above the driver wait plus the pull.
@@ -133,14 +138,16 @@ pull_image() {  # pull_image IMAGE: log in and pull, with retries
   return 1
 }
 
-run_container() {  # run_container IMAGE JOB: the worker on the GPU, hardened; returns its exit status
-  local image=$1 job=$2 scratch="${work}/scratch" status=0
+run_container() {  # run_container IMAGE JOB GPUS: the worker (on the GPU if GPUS > 0), hardened; returns its exit status
+  local image=$1 job=$2 gpus=$3 scratch="${work}/scratch" status=0
   # Scratch space on the boot disk (the root file system is read-only; a video can
   # exceed RAM, so not a tmpfs); sticky and world-writable, for the image's own user.
   mkdir -p "${scratch}"
   chmod 1777 "${scratch}"
-  local args=(
-    --rm --gpus all
+  local args=(--rm)
+  # --gpus needs the NVIDIA runtime and a driver: a CPU-only VM has neither, and Docker would refuse to start.
+  if ((gpus > 0)); then args+=(--gpus all); fi
+  args+=(
     --cap-drop ALL --security-opt no-new-privileges --read-only --pids-limit 4096
     --tmpfs "/tmp:rw,nosuid,nodev,size=1g"
     --mount "type=bind,source=${scratch},target=/scratch"
@@ -175,10 +182,14 @@ api=$(attribute fast-render-compute-api); COMPUTE_API=${api:-${COMPUTE_API}}
 image=$(attribute fast-render-worker-image)
 command=$(attribute fast-render-worker-command)
 job=$(attribute fast-render-job-id)
+gpus=$(attribute fast-render-gpu-count); gpus=${gpus:-1}
 
 status=0
-if [[ -n ${image} ]]; then
-  say "VM ${name} in ${zone}: job ${job}, worker image ${image}"
+if [[ ! ${gpus} =~ ^(0|[1-9][0-9]*)$ ]]; then
+  say "fast-render-gpu-count is '${gpus}', not a number of GPUs"
+  status=2
+elif [[ -n ${image} ]]; then
+  say "VM ${name} in ${zone}: job ${job}, worker image ${image}, ${gpus} GPU(s)"
   timeout_s=$(attribute fast-render-driver-timeout-s); timeout_s=${timeout_s:-600}
   # This run's files, removed on any exit: Docker's registry login (not root's
   # ~/.docker, so the token outlives nothing) and the worker's scratch space.
@@ -186,10 +197,12 @@ if [[ -n ${image} ]]; then
   export DOCKER_CONFIG="${work}/docker"
   # A Deep Learning VM installs the driver at first boot when its metadata has
   # install-nvidia-driver=True (the launcher sets it); /opt/deeplearning/install-driver.sh reinstalls it.
-  wait_for "${timeout_s}" "the NVIDIA driver (nvidia-smi)" nvidia-smi
+  if ((gpus > 0)); then
+    wait_for "${timeout_s}" "the NVIDIA driver (nvidia-smi)" nvidia-smi
+  fi
   wait_for "${timeout_s}" "the Docker daemon" docker info
   pull_image "${image}"
-  run_container "${image}" "${job}" || status=$?
+  run_container "${image}" "${job}" "${gpus}" || status=$?
 elif [[ -n ${command} ]]; then
   say "VM ${name} in ${zone}: job ${job}, running: ${command}"
   bash -c "${command}" || status=$?

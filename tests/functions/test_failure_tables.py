@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from catalog.model import load_catalog
@@ -70,6 +72,42 @@ def test_insert_errors_are_judged_by_their_code(option, codes, metric, kind: str
         return
     assert failure.block.gpu == option.gpu
     assert failure.block.location == {"zone": "us-central1-a", "region": "us-central1"}[location]
+
+
+@pytest.fixture(scope="module")
+def cpu_option(option):
+    """A CPU-only machine as the catalog's `cpus:` section gives it: no accelerator, named by its entry's key."""
+    return dataclasses.replace(option, gpu="c3-highcpu-22", machine_type="c3-highcpu-22", accelerator="",
+                               accelerator_count=0, has_nvenc=False)
+
+
+@pytest.mark.parametrize(
+    ("codes", "metric", "kind", "location"),
+    [
+        # A machine family's regional vCPU quota, or the region's CPUS: the next region may have room.
+        (("QUOTA_EXCEEDED",), "C3_CPUS", "region-quota", "region"),
+        (("QUOTA_EXCEEDED",), "N2D_CPUS", "region-quota", "region"),
+        (("QUOTA_EXCEEDED",), "CPUS", "region-quota", "region"),
+        (("QUOTA_EXCEEDED",), "PREEMPTIBLE_CPUS", "region-quota", "region"),  # what the stand-in sends for Spot
+        (("quotaExceeded",), "C3_CPUS", "region-quota", "region"),  # the synchronous form ([TF-QUOTA]'s C4A_CPUS)
+        # The project's vCPUs in every region: no region can take this machine.
+        (("QUOTA_EXCEEDED",), "CPUS_ALL_REGIONS", "all-regions-quota", None),
+        (("ZONE_RESOURCE_POOL_EXHAUSTED",), None, "stockout", "zone"),
+    ],
+)
+def test_a_cpu_only_machines_insert_errors_block_that_machine(cpu_option, codes, metric, kind, location) -> None:
+    failure = classify_insert_error(InsertError(codes, "some text that must not matter", metric), cpu_option, "us-east4-a")
+    assert failure.kind == kind and failure.remember
+    assert failure.block.gpu == "c3-highcpu-22"  # the machine, not the GPUs: they keep their own chances
+    assert failure.block.location == {"zone": "us-east4-a", "region": "us-east4", None: None}[location]
+    assert failure.block.provisioning is None
+
+
+def test_a_cpu_quota_named_only_in_the_message_is_read_from_it(cpu_option) -> None:
+    error = InsertError.from_exception(type("E", (), {"errors": [{"reason": "quotaExceeded"}], "reason": None,
+                                                      "message": "Quota 'C3_CPUS' exceeded.  Limit: 8.0 in region us-east4."})())
+    failure = classify_insert_error(error, cpu_option, "us-east4-a")
+    assert (failure.kind, failure.block.location) == ("region-quota", "us-east4")
 
 
 def test_a_quota_metric_is_read_from_the_message_when_no_quota_info_came() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from catalog.model import load_catalog
@@ -12,7 +14,7 @@ from functions.primary import build_custom_job
 from functions.vm_spec import build_instance, instance_name
 
 ENV = ("VM_NAME_PREFIX", "VM_NETWORK_TAG", "VM_SUBNETWORK", "VM_WORKER_COMMAND", "VERTEX_SERVICE_ACCOUNT",
-       "WORKER_IMAGE", "MAX_VM_ATTEMPTS")
+       "WORKER_IMAGE", "MAX_VM_ATTEMPTS", "VM_IMAGE", "VM_CPU_IMAGE")
 
 
 @pytest.fixture
@@ -70,6 +72,61 @@ def test_by_default_the_vm_runs_the_worker_image_with_the_driver_installed(env, 
     assert got["startup-script"].startswith("#!/bin/bash")
 
 
+def cpu_only(option, provisioning: str):
+    """A CPU-only machine as the catalog's `cpus:` section gives it: no accelerator, count 0, named by its key."""
+    return dataclasses.replace(option, gpu="c3-highcpu-22", machine_type="c3-highcpu-22", accelerator="",
+                               accelerator_count=0, has_nvenc=False, provisioning=provisioning)
+
+
+def test_a_gpu_vm_has_its_gpu_the_gpu_image_and_terminates_on_host_maintenance(env, option) -> None:
+    cfg = load_config()
+    for provisioning in ("on-demand", "spot"):
+        gpu = dataclasses.replace(option, provisioning=provisioning)
+        instance = build_instance(cfg, "job-1", 1, "av-render-job-1-a1", gpu, "us-central1-a")
+        (accelerator,) = instance.guest_accelerators
+        assert accelerator.accelerator_type == f"zones/us-central1-a/acceleratorTypes/{gpu.accelerator}"
+        assert accelerator.accelerator_count == gpu.accelerator_count >= 1
+        assert instance.scheduling.on_host_maintenance == "TERMINATE"  # a VM with a GPU cannot live-migrate
+        assert instance.disks[0].initialize_params.source_image.endswith("/family/common-cu124-debian-11")
+        got = metadata(instance)
+        assert got["fast-render-gpu-count"] == str(gpu.accelerator_count)
+        assert got["install-nvidia-driver"] == "True"
+
+
+def test_a_cpu_only_vm_has_no_accelerator_no_driver_and_boots_the_cpu_image(env, option) -> None:
+    env.setenv("WORKER_IMAGE", "us-central1-docker.pkg.dev/p/render/worker:abc")
+    cfg = load_config()
+    instance = build_instance(cfg, "job-1", 1, "av-render-job-1-a1", cpu_only(option, "on-demand"), "us-central1-a")
+    assert list(instance.guest_accelerators) == []
+    assert instance.machine_type == "zones/us-central1-a/machineTypes/c3-highcpu-22"
+    assert instance.disks[0].initialize_params.source_image == (
+        "projects/deeplearning-platform-release/global/images/family/common-cpu-debian-11-py310")
+    got = metadata(instance)
+    assert got["fast-render-gpu-count"] == "0" and "install-nvidia-driver" not in got
+    assert got["fast-render-gpu"] == "c3-highcpu-22" and instance.labels["fast-render-gpu"] == "c3-highcpu-22"
+    assert got["fast-render-worker-image"] == "us-central1-docker.pkg.dev/p/render/worker:abc"
+    # Live migration keeps an on-demand CPU VM rendering through its host's maintenance.
+    assert instance.scheduling.on_host_maintenance == "MIGRATE"
+    assert instance.scheduling.provisioning_model == "STANDARD" and not instance.scheduling.automatic_restart
+
+
+def test_a_cpu_only_spot_vm_terminates_on_host_maintenance_as_every_spot_vm_must(env, option) -> None:
+    instance = build_instance(load_config(), "job-1", 1, "av-render-job-1-a1", cpu_only(option, "spot"), "us-east1-b")
+    assert instance.scheduling.provisioning_model == "SPOT"
+    assert instance.scheduling.on_host_maintenance == "TERMINATE"
+    assert instance.scheduling.instance_termination_action == "DELETE"
+
+
+def test_the_cpu_image_is_a_setting(env, option) -> None:
+    env.setenv("VM_CPU_IMAGE", "projects/p/global/images/family/render-cpu")
+    env.setenv("VM_IMAGE", "projects/p/global/images/family/render-gpu")
+    cfg = load_config()
+    cpu = build_instance(cfg, "job-1", 1, "av-render-job-1-a1", cpu_only(option, "spot"), "us-central1-a")
+    gpu = build_instance(cfg, "job-1", 1, "av-render-job-1-a1", option, "us-central1-a")
+    assert cpu.disks[0].initialize_params.source_image == "projects/p/global/images/family/render-cpu"
+    assert gpu.disks[0].initialize_params.source_image == "projects/p/global/images/family/render-gpu"
+
+
 def test_a_worker_command_replaces_the_image_as_the_local_cloud_does(env, option) -> None:
     env.setenv("VM_WORKER_COMMAND", "python -m render_vm worker")
     got = metadata(build_instance(load_config(), "job-1", 1, "av-render-job-1-a1", option, option.zones[0]))
@@ -115,7 +172,8 @@ def test_the_vertex_job_runs_as_the_configured_account_or_vertexs_default(env) -
 
 def test_config_defaults_match_load_config_defaults(env) -> None:
     loaded = load_config()
-    for field in ("vm_name_prefix", "vm_network_tag", "vm_subnetwork", "vertex_service_account", "vm_worker_command"):
+    for field in ("vm_name_prefix", "vm_network_tag", "vm_subnetwork", "vertex_service_account", "vm_worker_command",
+                  "vm_image", "vm_cpu_image"):
         assert getattr(loaded, field) == getattr(Config, field), field
 
 

@@ -10,6 +10,7 @@ stops the instance as GCE would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -56,6 +57,8 @@ esac
 FAKE_NVIDIA_SMI = f"""#!/bin/bash
 {_ATTR}
 {_RECORD}
+# "absent": what bash says of a command that is not installed (a CPU image has no NVIDIA driver).
+if [ "$(attr test-driver)" = absent ]; then echo "nvidia-smi: command not found" >&2; exit 127; fi
 [ "$(attr test-driver)" != never ]
 """
 
@@ -131,14 +134,17 @@ def clean(compute: Compute) -> Iterator[None]:
 
 
 OPTION = select(load_catalog(), 180, spot=False).selected  # what the launcher would pick for a 3-minute video
+# A CPU-only machine as the catalog's `cpus:` section gives it (no accelerator, count 0, named by its entry's key).
+CPU_OPTION = dataclasses.replace(OPTION, gpu="c3-highcpu-8", machine_type="c3-highcpu-8", accelerator="",
+                                 accelerator_count=0, has_nvenc=False)
 
 
-def launch(compute: Compute, job_id: str, *, worker_command: str = "", **test_metadata: str) -> dict:
+def launch(compute: Compute, job_id: str, *, worker_command: str = "", option=OPTION, **test_metadata: str) -> dict:
     """The launcher's VM for ``job_id`` (plus test-* metadata for the fakes); returns its admin record once it is gone."""
     cfg = Config(project=PROJECT, region="us-central1", staging_bucket="s", output_bucket="o", worker_image=IMAGE,
                  vm_worker_command=worker_command, compute_endpoint=compute.endpoint)
     name = instance_name(job_id, 1, prefix=cfg.vm_name_prefix)
-    instance = build_instance(cfg, job_id, 1, name, OPTION, ZONE)
+    instance = build_instance(cfg, job_id, 1, name, option, ZONE)
     extra = {"fast-render-driver-timeout-s": "2", "fast-render-retry-backoff-s": "0",
              **{f"test-{key.replace('_', '-')}": value for key, value in test_metadata.items()}}
     instance.metadata.items.extend(compute_v1.Items(key=k, value=v) for k, v in extra.items())
@@ -191,6 +197,64 @@ def test_the_container_path_logs_in_with_the_vms_token_pulls_runs_on_the_gpu_and
     assert run[-5:] == [IMAGE, "python", "-m", "render_vm", "worker"]
     assert "worker: rendering" in serial(record)  # attached: the lines reach the serial console too
     assert "worker exited with 0" in serial(record)
+
+
+def test_a_cpu_only_vm_runs_the_worker_without_a_driver_or_gpus_and_deletes_itself(compute) -> None:
+    # No NVIDIA driver on the VM at all: a wait for it would time out and no render would happen.
+    record = launch(compute, "cpuonly", option=CPU_OPTION, driver="absent")
+
+    made = [" ".join(call[:2]) for call in calls(record)]
+    assert made == ["docker info", "docker login", "docker pull", "docker run"], made
+    (run,) = runs(record)
+    assert "--gpus" not in run, run
+    for flag in ("--cap-drop ALL", "--security-opt no-new-privileges", "--log-driver=gcplogs",
+                 "--label fast-render-job=cpuonly"):  # the same hardening and logging as on a GPU
+        assert flag in " ".join(run), (flag, run)
+    assert "--read-only" in run and run[-5:] == [IMAGE, "python", "-m", "render_vm", "worker"]
+    assert Path(record["disk_dir"], "login-password").read_text() == "local-fake-token"  # the VM's own token
+    assert "0 GPU(s)" in serial(record) and "NVIDIA" not in serial(record)
+    assert "worker exited with 0" in serial(record) and "deleting this VM" in serial(record)
+
+
+def test_a_cpu_only_vm_whose_logging_driver_fails_still_renders_without_gpus(compute) -> None:
+    record = launch(compute, "cpunologs", option=CPU_OPTION, driver="absent", gcplogs="broken")
+    first, second = runs(record)
+    assert "--log-driver=json-file" in second and "--gpus" not in first + second
+    assert "worker exited with 0" in serial(record)
+
+
+def launch_with_gpu_count(compute: Compute, job_id: str, count: str | None) -> dict:
+    """The launcher's GPU VM with its fast-render-gpu-count replaced (None: removed); its record once it is gone."""
+    cfg = Config(project=PROJECT, region="us-central1", staging_bucket="s", output_bucket="o", worker_image=IMAGE,
+                 compute_endpoint=compute.endpoint)
+    name = instance_name(job_id, 1, prefix=cfg.vm_name_prefix)
+    instance = build_instance(cfg, job_id, 1, name, OPTION, ZONE)
+    items = [item for item in instance.metadata.items if item.key != "fast-render-gpu-count"]
+    if count is not None:
+        items.append(compute_v1.Items(key="fast-render-gpu-count", value=count))
+    items.append(compute_v1.Items(key="fast-render-driver-timeout-s", value="2"))
+    instance.metadata.items.clear()
+    instance.metadata.items.extend(items)
+    compute.instances.insert(project=PROJECT, zone=ZONE, instance_resource=instance).result(timeout=30)
+    deadline = time.monotonic() + 30
+    while not (record := [i for i in compute.admin("instances")["instances"] if i["name"] == name][0])["deleted"]:
+        assert time.monotonic() < deadline, serial(record)
+        time.sleep(0.1)
+    return record
+
+
+def test_a_gpu_count_that_is_not_a_number_is_one_line_and_the_vm_is_deleted(compute) -> None:
+    record = launch_with_gpu_count(compute, "badcount", "two")
+    assert "fast-render-gpu-count is 'two', not a number of GPUs" in serial(record)
+    assert calls(record) == [] and "exiting with status 2" in serial(record)
+
+
+def test_a_vm_without_a_gpu_count_is_a_gpu_vm_as_before(compute) -> None:
+    """A launcher from before CPU-only VMs sets no count: it only ever made GPU VMs."""
+    record = launch_with_gpu_count(compute, "nocount", None)
+    assert [" ".join(call[:2]) for call in calls(record)][0] == "nvidia-smi"
+    (run,) = runs(record)
+    assert "--gpus all" in " ".join(run)
 
 
 def test_a_failing_worker_still_deletes_the_vm(compute) -> None:
