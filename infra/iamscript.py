@@ -10,9 +10,11 @@ stale.
 
 The script creates the service accounts and custom roles, makes the project
 grants (the VM roles with the render-vms condition) and the grants on buckets,
-topics, subscriptions, service accounts, the VM subnet, the Artifact Registry
-repository and the functions where those exist; a resource not made yet is
-skipped with a line saying so (run it again after ``terraform apply``).
+topics, subscriptions, service accounts, each region's render subnet, the
+Artifact Registry repository and the functions where those exist; a resource
+not made yet is skipped with a line saying so (run it again after ``terraform
+apply``). Terraform adopts the accounts it made, not its custom roles: it
+prints the ``terraform import`` of each.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 import yaml
 
 from infra.local.topology import Topology, load_topology
+from infra.tf_iam import camel_snake
+from infra.tf_network import SUBNET_NAME, catalog_regions
 
 REPO = Path(__file__).resolve().parent.parent
 IAM_FILE = REPO / "infra" / "iam.yaml"
@@ -34,10 +38,12 @@ SCRIPT = REPO / "scripts" / "setup_vm_permissions.sh"
 # Names the deployment gives resources that iam.yaml grants on but does not
 # name (infra/terraform declares them; tests/infra/test_setup_script.py checks
 # they agree when the Terraform is there).
-SUBNETWORK = "fast-render-vms"
+SUBNETWORK = SUBNET_NAME  # one per region: infra/tf_network.py
 REPOSITORY = "render"
 LOG_SINK = "fast-render-vertex-events"
 DEFAULT_REGION = "us-central1"
+# How a custom role the script made gets into Terraform's state (the provider cannot adopt one).
+IMPORT = "terraform -chdir=infra/terraform import google_project_iam_custom_role.{name} projects/{project}/roles/{role}"
 # The APIs the script's own calls need: IAM (accounts, roles), Resource Manager
 # (project policy), Compute Engine (the subnet's policy; its permissions in the roles).
 APIS = ("iam.googleapis.com", "cloudresourcemanager.googleapis.com", "compute.googleapis.com")
@@ -75,9 +81,10 @@ def line(*words: str, why: str = "") -> str:
 
 
 class Generator:
-    def __init__(self, iam: dict[str, Any], topology: Topology) -> None:
+    def __init__(self, iam: dict[str, Any], topology: Topology, regions: list[str]) -> None:
         self.iam = iam
         self.topology = topology
+        self.regions = regions  # the bundled catalog's, each with a render subnet (infra/tf_network.py)
         self.prefix = str(iam["vm_name_prefix"])
         self.accounts: dict[str, dict[str, Any]] = iam["service_accounts"]
 
@@ -116,7 +123,7 @@ class Generator:
             users = [key for key, account in self.accounts.items()
                      if any(g["role"] == f"custom:{name}" for g in account.get("project", []))]
             out.append(f"wanted {' '.join(users) or '-'} && "
-                       + line("ensure_role", name, str(role["title"]), description, ",".join(role["permissions"])))
+                       + line("ensure_role", name, str(role["title"]), description, ",".join(role["permissions"]), camel_snake(name)))
         return out
 
     def condition(self, name: str) -> str:
@@ -143,8 +150,12 @@ class Generator:
                     resources.append(f"wanted {key} && " + line("grant_on", "topic", topic, member, g["role"], why=g["why"]))
             for g in account.get("service_accounts", []):
                 resources.append(f"wanted {key} && " + line("grant_on", "service-account", self.email(g["account"]), member, g["role"], why=g["why"]))
-            for g in account.get("subnetwork", []):
-                resources.append(f"wanted {key} && " + line("grant_on", "subnetwork", SUBNETWORK, member, g["role"], why=g["why"]))
+            for g in account.get("subnetwork", []):  # on each region's subnet, as Terraform does
+                for region in self.regions:
+                    resources.append(f"wanted {key} && " + line("grant_on", "subnetwork", f"{region}/{SUBNETWORK}", member, g["role"], why=g["why"]))
+                # --region's own subnet, which Terraform makes when the catalog has no zone there
+                resources.append(f"wanted {key} && {{ [[ \" {' '.join(self.regions)} \" == *\" $REGION \"* ]] || "
+                                 + line("grant_on", "subnetwork", f"${{REGION}}/{SUBNETWORK}", member, g["role"], why=g["why"]) + "; }")
             for g in account.get("artifact_registry", []):
                 resources.append(f"wanted {key} && " + line("grant_on", "repository", REPOSITORY, member, g["role"], why=g["why"]))
             for g in account.get("functions", []):  # the event functions (Pub/Sub pushes to them)
@@ -175,20 +186,23 @@ class Generator:
             out += [f'wanted && for member in "${{{array}[@]}}"; do', *body, "done"]
         return out
 
-    def agent_targets(self, on: str) -> list[tuple[str, str]]:
-        """The (kind, name) resources a service agent's grant is ``on``."""
-        if on == "dead_letter_topic":
+    def agent_targets(self, agent: str, grant: dict[Any, Any]) -> list[tuple[str, str]]:
+        """The (kind, name) resources a service agent's grant is on (its ``target``)."""
+        if "target" not in grant or set(grant) - {"target", "role", "why"}:
+            raise IamError(f"service_agents.{agent}: each grant has target, role and why (got {sorted(map(str, grant))})")
+        target = str(grant["target"])
+        if target == "dead_letter_topic":
             return [("topic", self.topology.push_delivery.dead_letter_topic)]
-        if on == "push_subscriptions":
+        if target == "push_subscriptions":
             return [("subscription", f.push_subscription) for f in self.topology.functions]
-        if on == "notification_topics":
+        if target == "notification_topics":
             return [("topic", topic) for topic in dict.fromkeys(n.topic for n in self.topology.notifications)]
-        kind, _, name = on.partition(":")
+        kind, _, name = target.partition(":")
         if kind == "topic" and name:
             return [("topic", name)]
         if kind == "service_account" and name:
             return [("service-account", self.email(name))]
-        raise IamError(f"service_agents: unknown target {on!r}")
+        raise IamError(f"service_agents.{agent}: unknown target {target!r}")
 
     def service_agents(self) -> list[str]:
         out = ["if wanted; then",
@@ -198,8 +212,7 @@ class Generator:
                 raise IamError(f"service_agents.{agent}: the script cannot find that agent's identity")
             out.append(f"    if agent {agent}; then")
             for g in grants:
-                # PyYAML reads the key `on` as YAML 1.1's boolean true
-                for kind, name in self.agent_targets(g["on"] if "on" in g else g[True]):
+                for kind, name in self.agent_targets(agent, g):
                     out.append("        " + line("grant_on", kind, name, AGENT, g["role"], why=g["why"]))
             out.append("    fi")
         out.append("fi")
@@ -227,7 +240,9 @@ class Generator:
             "", "# ---------------------------------------------------------------- Google's service agents",
             *self.service_agents(),
         ]
-        return HEADER.replace("@ACCOUNTS@", " ".join(self.accounts)).replace("@DEFAULT_REGION@", DEFAULT_REGION).replace("@SUBNETWORK@", SUBNETWORK) \
+        imports = "\n".join(f"#   {IMPORT.format(name=camel_snake(name), project='PROJECT', role=name)}"
+                            for name in self.iam.get("custom_roles", {}))
+        return HEADER.replace("@ACCOUNTS@", " ".join(self.accounts)).replace("@IMPORTS@", imports).replace("@DEFAULT_REGION@", DEFAULT_REGION).replace("@SUBNETWORK@", SUBNETWORK) \
             .replace("@REPOSITORY@", REPOSITORY).replace("@LOG_SINK@", LOG_SINK) + "\n".join(body) + "\n" + FOOTER
 
 
@@ -235,8 +250,8 @@ HEADER = r'''#!/usr/bin/env bash
 # Fast Render's IAM with gcloud, for a project without Terraform (the design
 # note's one-time step): service accounts, custom roles, the project grants (VM
 # roles only on VMs named like the render VMs), and the grants on buckets,
-# topics, subscriptions, the VM subnet, the worker's Artifact Registry
-# repository and the functions.
+# topics, subscriptions, each region's render subnet, the worker's Artifact
+# Registry repository and the functions.
 #
 # GENERATED from infra/iam.yaml by `python -m infra.iamscript`: edit that file
 # and regenerate (tests/infra/test_setup_script.py fails when this is stale).
@@ -250,8 +265,12 @@ HEADER = r'''#!/usr/bin/env bash
 # runs as, before the first build (Terraform then keeps the rest).
 # Safe to run again: what exists is kept (roles are updated to iam.yaml's
 # permissions), and adding a binding that is there changes nothing. A grant on
-# a resource not made yet (Terraform makes the buckets, topics, subnet,
+# a resource not made yet (Terraform makes the buckets, topics, subnets,
 # repository, functions) is skipped with a line saying so: run it again after.
+# A terraform apply afterwards adopts the service accounts made here
+# (create_ignore_already_exists) but cannot adopt the custom roles: import
+# each into Terraform's state first (the script prints the commands):
+@IMPORTS@
 set -euo pipefail
 
 USAGE="usage: setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]... [--only ACCOUNT]..."
@@ -296,6 +315,7 @@ command -v gcloud >/dev/null || die "gcloud is not on PATH (https://cloud.google
 
 granted=0
 skipped=0
+ROLES=()
 declare -A FOUND=()
 
 say() { echo "setup: $*"; }
@@ -344,8 +364,9 @@ ensure_service_account() {  # ACCOUNT_ID DISPLAY_NAME
     fi
 }
 
-ensure_role() {  # ROLE_ID TITLE DESCRIPTION PERMISSIONS (comma-separated)
+ensure_role() {  # ROLE_ID TITLE DESCRIPTION PERMISSIONS (comma-separated) TERRAFORM_NAME
     local deleted
+    ROLES+=("$5 $1")  # Terraform cannot adopt it: the footer says how to import it
     if deleted="$(gcloud iam roles describe "$1" --project="$PROJECT" --format='value(deleted)' 2>/dev/null)"; then
         if [[ "$deleted" == True ]]; then  # deleted less than 7 days ago: a new one of that id cannot be made
             gc iam roles undelete "$1" --project="$PROJECT"
@@ -374,7 +395,8 @@ exists() {
             topic) gcloud pubsub topics describe "$2" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             subscription) gcloud pubsub subscriptions describe "$2" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             service-account) gcloud iam service-accounts describe "$2" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
-            subnetwork) gcloud compute networks subnets describe "$2" --region="$REGION" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
+            subnetwork) local r="${2%%/*}" n="${2#*/}"  # REGION/NAME: a subnet is regional, one per catalog region
+                gcloud compute networks subnets describe "$n" --region="$r" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             repository) gcloud artifacts repositories describe "$2" --location="$REGION" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             function) gcloud run services describe "$2" --region="$REGION" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
         esac
@@ -394,7 +416,7 @@ grant_on() {  # KIND NAME MEMBER ROLE WHY
         topic) gc pubsub topics add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
         subscription) gc pubsub subscriptions add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
         service-account) gc iam service-accounts add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
-        subnetwork) gc compute networks subnets add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
+        subnetwork) gc compute networks subnets add-iam-policy-binding "${name#*/}" --region="${name%%/*}" --member="$member" --role="$role" --project="$PROJECT" ;;
         repository) gc artifacts repositories add-iam-policy-binding "$name" --location="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
         function) gc run services add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;  # a gen2 function's service
     esac
@@ -424,16 +446,22 @@ say "project $PROJECT, region $REGION${ONLY[*]:+, only: ${ONLY[*]}}"
 '''
 
 FOOTER = r'''
+if ((${#ROLES[@]})); then  # google_project_iam_custom_role has no create_ignore_already_exists: apply would stop on a 409
+    say "if Terraform did not make these custom roles, put them in its state before the first terraform apply (it cannot adopt them):"
+    for role in "${ROLES[@]}"; do
+        say "  @IMPORT@"
+    done
+fi
 say "done: $granted grants in place, $skipped skipped"
 if ((skipped)); then
     say "the skipped ones are on resources Terraform makes (terraform -chdir=infra/terraform apply): run this again after"
 fi
-'''
+'''.replace("@IMPORT@", IMPORT.format(name="${role% *}", project="$PROJECT", role="${role#* }"))
 
 
 def generate(iam_file: Path = IAM_FILE) -> str:
     iam = yaml.safe_load(iam_file.read_text())
-    return Generator(iam, load_topology("${PROJECT}")).script()
+    return Generator(iam, load_topology("${PROJECT}"), catalog_regions()).script()
 
 
 def main(argv: list[str] | None = None) -> int:

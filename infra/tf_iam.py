@@ -112,11 +112,16 @@ def accounts_blocks(iam: dict[str, Any]) -> list[Block]:
             Attr("account_id", account["account_id"]),
             Attr("display_name", account["display_name"]),
             Attr("description", " ".join(str(account["why"]).split())[:256]),
+            Comment("Made already by scripts/setup_vm_permissions.sh (or a `--only build` run): adopted, not a 409."),
+            Attr("create_ignore_already_exists", True),
             Attr("depends_on", [Raw("google_project_service.iam")]),
         ]))
     for role_id, role in iam["custom_roles"].items():
         blocks.append(Block("resource", ("google_project_iam_custom_role", camel_snake(role_id)), [
             _why(role["why"]),
+            # The provider has no create_ignore_already_exists for roles, and the script makes them too.
+            Comment("Made already by scripts/setup_vm_permissions.sh? Creating it again fails: first terraform import"),
+            Comment(f"google_project_iam_custom_role.{camel_snake(role_id)} projects/PROJECT/roles/{role_id}"),
             Attr("project", Raw("var.project")),
             Attr("role_id", role_id),
             Attr("title", role["title"]),
@@ -244,7 +249,7 @@ def service_agent_blocks(iam: dict[str, Any], topology: Topology) -> list[Block]
     delivery = topology.push_delivery
     agents = iam.get("service_agents", {})
     for grant in agents.get("pubsub", []):
-        target = _on(grant)
+        target = _target("pubsub", grant)
         if target == "dead_letter_topic":
             blocks.append(_topic_grant(f"pubsub_agent_{identifier(delivery.dead_letter_topic)}_publisher",
                                        delivery.dead_letter_topic, grant, PUBSUB_AGENT))
@@ -273,12 +278,12 @@ def service_agent_blocks(iam: dict[str, Any], topology: Topology) -> list[Block]
         else:
             raise ValueError(f"iam.yaml service_agents.pubsub: unknown target {target!r}")
     for grant in agents.get("storage", []):
-        if _on(grant) != "notification_topics":
-            raise ValueError(f"iam.yaml service_agents.storage: unknown target {_on(grant)!r}")
+        if _target("storage", grant) != "notification_topics":
+            raise ValueError(f"iam.yaml service_agents.storage: unknown target {grant['target']!r}")
         for topic in dict.fromkeys(n.topic for n in topology.notifications):
             blocks.append(_topic_grant(storage_agent_grant_name(topic), topic, grant, STORAGE_AGENT))
     for grant in agents.get("log_sink", []):
-        topic = _on(grant).removeprefix("topic:")
+        topic = _target("log_sink", grant).removeprefix("topic:")
         block = _topic_grant(f"log_sink_{identifier(topic)}_publisher", topic, grant,
                              Raw("google_logging_project_sink.vertex_events[0].writer_identity"))
         block.body.insert(1, Attr("count", Raw("var.vertex_log_sink ? 1 : 0")))
@@ -286,9 +291,11 @@ def service_agent_blocks(iam: dict[str, Any], topology: Topology) -> list[Block]
     return blocks
 
 
-def _on(grant: dict[Any, Any]) -> str:
-    """A service agent grant's target: YAML 1.1 (PyYAML) reads the key ``on`` as the boolean true."""
-    return str(grant["on"] if "on" in grant else grant[True])
+def _target(agent: str, grant: dict[Any, Any]) -> str:
+    """What a service agent's grant is on (its ``target``), or one line naming the field."""
+    if "target" not in grant or set(grant) - {"target", "role", "why"}:
+        raise ValueError(f"iam.yaml service_agents.{agent}: each grant has target, role and why (got {sorted(map(str, grant))})")
+    return str(grant["target"])
 
 
 def _topic_grant(name: str, topic: str, grant: dict[str, Any], member: Any) -> Block:

@@ -2,8 +2,8 @@
 # Fast Render's IAM with gcloud, for a project without Terraform (the design
 # note's one-time step): service accounts, custom roles, the project grants (VM
 # roles only on VMs named like the render VMs), and the grants on buckets,
-# topics, subscriptions, the VM subnet, the worker's Artifact Registry
-# repository and the functions.
+# topics, subscriptions, each region's render subnet, the worker's Artifact
+# Registry repository and the functions.
 #
 # GENERATED from infra/iam.yaml by `python -m infra.iamscript`: edit that file
 # and regenerate (tests/infra/test_setup_script.py fails when this is stale).
@@ -17,8 +17,14 @@
 # runs as, before the first build (Terraform then keeps the rest).
 # Safe to run again: what exists is kept (roles are updated to iam.yaml's
 # permissions), and adding a binding that is there changes nothing. A grant on
-# a resource not made yet (Terraform makes the buckets, topics, subnet,
+# a resource not made yet (Terraform makes the buckets, topics, subnets,
 # repository, functions) is skipped with a line saying so: run it again after.
+# A terraform apply afterwards adopts the service accounts made here
+# (create_ignore_already_exists) but cannot adopt the custom roles: import
+# each into Terraform's state first (the script prints the commands):
+#   terraform -chdir=infra/terraform import google_project_iam_custom_role.fast_render_vm_lifecycle projects/PROJECT/roles/fastRenderVmLifecycle
+#   terraform -chdir=infra/terraform import google_project_iam_custom_role.fast_render_vm_fleet projects/PROJECT/roles/fastRenderVmFleet
+#   terraform -chdir=infra/terraform import google_project_iam_custom_role.fast_render_vm_self_delete projects/PROJECT/roles/fastRenderVmSelfDelete
 set -euo pipefail
 
 USAGE="usage: setup_vm_permissions.sh PROJECT [--region REGION] [--operator MEMBER]... [--viewer MEMBER]... [--only ACCOUNT]..."
@@ -63,6 +69,7 @@ command -v gcloud >/dev/null || die "gcloud is not on PATH (https://cloud.google
 
 granted=0
 skipped=0
+ROLES=()
 declare -A FOUND=()
 
 say() { echo "setup: $*"; }
@@ -111,8 +118,9 @@ ensure_service_account() {  # ACCOUNT_ID DISPLAY_NAME
     fi
 }
 
-ensure_role() {  # ROLE_ID TITLE DESCRIPTION PERMISSIONS (comma-separated)
+ensure_role() {  # ROLE_ID TITLE DESCRIPTION PERMISSIONS (comma-separated) TERRAFORM_NAME
     local deleted
+    ROLES+=("$5 $1")  # Terraform cannot adopt it: the footer says how to import it
     if deleted="$(gcloud iam roles describe "$1" --project="$PROJECT" --format='value(deleted)' 2>/dev/null)"; then
         if [[ "$deleted" == True ]]; then  # deleted less than 7 days ago: a new one of that id cannot be made
             gc iam roles undelete "$1" --project="$PROJECT"
@@ -141,7 +149,8 @@ exists() {
             topic) gcloud pubsub topics describe "$2" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             subscription) gcloud pubsub subscriptions describe "$2" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             service-account) gcloud iam service-accounts describe "$2" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
-            subnetwork) gcloud compute networks subnets describe "$2" --region="$REGION" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
+            subnetwork) local r="${2%%/*}" n="${2#*/}"  # REGION/NAME: a subnet is regional, one per catalog region
+                gcloud compute networks subnets describe "$n" --region="$r" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             repository) gcloud artifacts repositories describe "$2" --location="$REGION" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
             function) gcloud run services describe "$2" --region="$REGION" --project="$PROJECT" >/dev/null 2>&1 && FOUND[$key]=yes ;;
         esac
@@ -161,7 +170,7 @@ grant_on() {  # KIND NAME MEMBER ROLE WHY
         topic) gc pubsub topics add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
         subscription) gc pubsub subscriptions add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
         service-account) gc iam service-accounts add-iam-policy-binding "$name" --member="$member" --role="$role" --project="$PROJECT" ;;
-        subnetwork) gc compute networks subnets add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
+        subnetwork) gc compute networks subnets add-iam-policy-binding "${name#*/}" --region="${name%%/*}" --member="$member" --role="$role" --project="$PROJECT" ;;
         repository) gc artifacts repositories add-iam-policy-binding "$name" --location="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;
         function) gc run services add-iam-policy-binding "$name" --region="$REGION" --member="$member" --role="$role" --project="$PROJECT" ;;  # a gen2 function's service
     esac
@@ -200,9 +209,9 @@ wanted builder && ensure_service_account fast-render-builder 'Fast Render functi
 wanted build && ensure_service_account fast-render-build 'Fast Render Cloud Build'
 
 # ---------------------------------------------------------------- custom roles
-wanted functions status && ensure_role fastRenderVmLifecycle 'Fast Render VM lifecycle' 'The launcher creates a render VM (boot disk, metadata, labels, tags, the render service account), reads it, its serial output and deletes it; bound only with the render-vms condition, so no other VM can be touched.' compute.instances.create,compute.instances.delete,compute.instances.get,compute.instances.getSerialPortOutput,compute.instances.setMetadata,compute.instances.setLabels,compute.instances.setTags,compute.instances.setServiceAccount,compute.disks.create
-wanted functions status && ensure_role fastRenderVmFleet 'Fast Render VM fleet reader' 'Listing instances (the watchdog'"'"'s orphan scan, avmonitor vm-status) and reading zone operations (an insert'"'"'s outcome) are checked on the project, where the name condition cannot apply.' compute.instances.list,compute.zoneOperations.get,compute.zones.list
-wanted render && ensure_role fastRenderVmSelfDelete 'Fast Render VM self-delete' 'A render VM deletes itself when its worker exits, whatever the outcome; bound only with the render-vms condition.' compute.instances.delete,compute.instances.get
+wanted functions status && ensure_role fastRenderVmLifecycle 'Fast Render VM lifecycle' 'The launcher creates a render VM (boot disk, metadata, labels, tags, the render service account), reads it, its serial output and deletes it; bound only with the render-vms condition, so no other VM can be touched.' compute.instances.create,compute.instances.delete,compute.instances.get,compute.instances.getSerialPortOutput,compute.instances.setMetadata,compute.instances.setLabels,compute.instances.setTags,compute.instances.setServiceAccount,compute.disks.create fast_render_vm_lifecycle
+wanted functions status && ensure_role fastRenderVmFleet 'Fast Render VM fleet reader' 'Listing instances (the watchdog'"'"'s orphan scan, avmonitor vm-status) and reading zone operations (an insert'"'"'s outcome) are checked on the project, where the name condition cannot apply.' compute.instances.list,compute.zoneOperations.get,compute.zones.list fast_render_vm_fleet
+wanted render && ensure_role fastRenderVmSelfDelete 'Fast Render VM self-delete' 'A render VM deletes itself when its worker exits, whatever the outcome; bound only with the render-vms condition.' compute.instances.delete,compute.instances.get fast_render_vm_self_delete
 
 # ---------------------------------------------------------------- project grants
 wanted functions && grant_project "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/datastore.user None 'job state, fleet memory and spend in Firestore (Firestore has no per-collection IAM)'
@@ -248,7 +257,16 @@ wanted functions && grant_on topic render-fallback "serviceAccount:fast-render-f
 wanted functions && grant_on topic render-completed "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
 wanted functions && grant_on topic render-failed "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'the product'"'"'s own hand-offs and its two announcements; not render-jobs (the main app'"'"'s)'
 wanted functions && grant_on service-account "fast-render-render@${PROJECT}.iam.gserviceaccount.com" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser 'run VMs and Vertex AI jobs as the render account, and no other'
-wanted functions && grant_on subnetwork fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork us-central1/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork us-east1/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork us-east4/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork us-east5/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork us-west1/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork europe-west4/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork asia-east1/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork asia-southeast1/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && grant_on subnetwork asia-northeast1/fast-render-vms "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'
+wanted functions && { [[ " us-central1 us-east1 us-east4 us-east5 us-west1 europe-west4 asia-east1 asia-southeast1 asia-northeast1 " == *" $REGION "* ]] || grant_on subnetwork "${REGION}/fast-render-vms" "serviceAccount:fast-render-functions@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'attach a render VM to the render subnet'; }
 wanted status && grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'heartbeats and progress'
 wanted status && grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'GET /status/<job>/video'
 wanted status && grant_on topic render-primary "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
@@ -256,7 +274,16 @@ wanted status && grant_on topic render-fallback "serviceAccount:fast-render-stat
 wanted status && grant_on topic render-failed "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
 wanted status && grant_on topic render-completed "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/pubsub.publisher 'retry and launch hand the job on; cancel announces it'
 wanted status && grant_on service-account "fast-render-render@${PROJECT}.iam.gserviceaccount.com" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/iam.serviceAccountUser 'launch runs a VM as the render account'
-wanted status && grant_on subnetwork fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork us-central1/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork us-east1/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork us-east4/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork us-east5/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork us-west1/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork europe-west4/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork asia-east1/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork asia-southeast1/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && grant_on subnetwork asia-northeast1/fast-render-vms "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'
+wanted status && { [[ " us-central1 us-east1 us-east4 us-east5 us-west1 europe-west4 asia-east1 asia-southeast1 asia-northeast1 " == *" $REGION "* ]] || grant_on subnetwork "${REGION}/fast-render-vms" "serviceAccount:fast-render-status@${PROJECT}.iam.gserviceaccount.com" roles/compute.networkUser 'launch attaches the VM to the render subnet'; }
 wanted render && grant_on bucket "${PROJECT}-staging" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectUser 'download assets, write segments and its heartbeat (overwritten in place)'
 wanted render && grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectCreator 'upload video.mp4 and render.json, create-only'
 wanted render && grant_on bucket "${PROJECT}-output" "serviceAccount:fast-render-render@${PROJECT}.iam.gserviceaccount.com" roles/storage.objectViewer 'tell a lost race (the object exists) from a refusal'
@@ -304,6 +331,12 @@ if wanted; then
     fi
 fi
 
+if ((${#ROLES[@]})); then  # google_project_iam_custom_role has no create_ignore_already_exists: apply would stop on a 409
+    say "if Terraform did not make these custom roles, put them in its state before the first terraform apply (it cannot adopt them):"
+    for role in "${ROLES[@]}"; do
+        say "  terraform -chdir=infra/terraform import google_project_iam_custom_role.${role% *} projects/$PROJECT/roles/${role#* }"
+    done
+fi
 say "done: $granted grants in place, $skipped skipped"
 if ((skipped)); then
     say "the skipped ones are on resources Terraform makes (terraform -chdir=infra/terraform apply): run this again after"

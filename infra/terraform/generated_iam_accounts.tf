@@ -6,7 +6,9 @@ resource "google_service_account" "functions" {
   account_id   = "fast-render-functions"
   display_name = "Fast Render event functions"
   description  = "Runs the eight Pub/Sub-pushed functions (intake, primary, vertex-events, fallback-launcher, output-finalize, watchdog, dead-letters)."
-  depends_on   = [google_project_service.iam]
+  # Made already by scripts/setup_vm_permissions.sh (or a `--only build` run): adopted, not a 409.
+  create_ignore_already_exists = true
+  depends_on                   = [google_project_service.iam]
 }
 
 resource "google_service_account" "status" {
@@ -15,7 +17,9 @@ resource "google_service_account" "status" {
   account_id   = "fast-render-status"
   display_name = "Fast Render /status and dashboard"
   description  = "Runs the status HTTP function; its controls (retry, cancel, launch) act like the functions."
-  depends_on   = [google_project_service.iam]
+  # Made already by scripts/setup_vm_permissions.sh (or a `--only build` run): adopted, not a 409.
+  create_ignore_already_exists = true
+  depends_on                   = [google_project_service.iam]
 }
 
 resource "google_service_account" "render" {
@@ -24,7 +28,9 @@ resource "google_service_account" "render" {
   account_id   = "fast-render-render"
   display_name = "Fast Render render VMs and Vertex AI jobs"
   description  = "The identity of the renderer (a fallback VM, or the primary's Vertex AI job). Its token is visible to the container that decodes user-supplied media, so it may do only what one render needs."
-  depends_on   = [google_project_service.iam]
+  # Made already by scripts/setup_vm_permissions.sh (or a `--only build` run): adopted, not a 409.
+  create_ignore_already_exists = true
+  depends_on                   = [google_project_service.iam]
 }
 
 resource "google_service_account" "push" {
@@ -33,7 +39,9 @@ resource "google_service_account" "push" {
   account_id   = "fast-render-push"
   display_name = "Fast Render Pub/Sub push identity"
   description  = "The OIDC identity Pub/Sub signs each push with; it may only invoke the event functions."
-  depends_on   = [google_project_service.iam]
+  # Made already by scripts/setup_vm_permissions.sh (or a `--only build` run): adopted, not a 409.
+  create_ignore_already_exists = true
+  depends_on                   = [google_project_service.iam]
 }
 
 resource "google_service_account" "builder" {
@@ -42,7 +50,9 @@ resource "google_service_account" "builder" {
   account_id   = "fast-render-builder"
   display_name = "Fast Render function builds"
   description  = "Cloud Build builds the functions' containers (pip install of requirements.txt) as this account (build_config.service_account), not as the project's default compute account, which is often project Editor."
-  depends_on   = [google_project_service.iam]
+  # Made already by scripts/setup_vm_permissions.sh (or a `--only build` run): adopted, not a 409.
+  create_ignore_already_exists = true
+  depends_on                   = [google_project_service.iam]
 }
 
 resource "google_service_account" "build" {
@@ -51,11 +61,15 @@ resource "google_service_account" "build" {
   account_id   = "fast-render-build"
   display_name = "Fast Render Cloud Build"
   description  = "Runs cloudbuild.yaml (tests, image, terraform apply, smoke test, tear-down)."
-  depends_on   = [google_project_service.iam]
+  # Made already by scripts/setup_vm_permissions.sh (or a `--only build` run): adopted, not a 409.
+  create_ignore_already_exists = true
+  depends_on                   = [google_project_service.iam]
 }
 
 resource "google_project_iam_custom_role" "fast_render_vm_lifecycle" {
   # The launcher creates a render VM (boot disk, metadata, labels, tags, the render service account), reads it, its serial output and deletes it; bound only with the render-vms condition, so no other VM can be touched.
+  # Made already by scripts/setup_vm_permissions.sh? Creating it again fails: first terraform import
+  # google_project_iam_custom_role.fast_render_vm_lifecycle projects/PROJECT/roles/fastRenderVmLifecycle
   project     = var.project
   role_id     = "fastRenderVmLifecycle"
   title       = "Fast Render VM lifecycle"
@@ -76,6 +90,8 @@ resource "google_project_iam_custom_role" "fast_render_vm_lifecycle" {
 
 resource "google_project_iam_custom_role" "fast_render_vm_fleet" {
   # Listing instances (the watchdog's orphan scan, avmonitor vm-status) and reading zone operations (an insert's outcome) are checked on the project, where the name condition cannot apply.
+  # Made already by scripts/setup_vm_permissions.sh? Creating it again fails: first terraform import
+  # google_project_iam_custom_role.fast_render_vm_fleet projects/PROJECT/roles/fastRenderVmFleet
   project     = var.project
   role_id     = "fastRenderVmFleet"
   title       = "Fast Render VM fleet reader"
@@ -86,6 +102,8 @@ resource "google_project_iam_custom_role" "fast_render_vm_fleet" {
 
 resource "google_project_iam_custom_role" "fast_render_vm_self_delete" {
   # A render VM deletes itself when its worker exits, whatever the outcome; bound only with the render-vms condition.
+  # Made already by scripts/setup_vm_permissions.sh? Creating it again fails: first terraform import
+  # google_project_iam_custom_role.fast_render_vm_self_delete projects/PROJECT/roles/fastRenderVmSelfDelete
   project     = var.project
   role_id     = "fastRenderVmSelfDelete"
   title       = "Fast Render VM self-delete"

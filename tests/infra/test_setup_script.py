@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from catalog.model import DEFAULT_CATALOG_PATH, load_catalog, region_of
 from infra import iamscript
 from infra.local.topology import load_topology
 
@@ -25,6 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "setup_vm_permissions.sh"
 PROJECT = "fr-test-project"
 NUMBER = "123456789012"
+# Terraform makes a render subnet in each region of the bundled catalog's zones (and in --region's when it is none of them).
+CATALOG_REGIONS = {region_of(zone) for gpu in load_catalog(DEFAULT_CATALOG_PATH, environ={}).gpus.values()
+                   for zone in gpu.zones}
 
 FAKE_GCLOUD = textwrap.dedent(r"""
     #!/usr/bin/env bash
@@ -62,25 +66,28 @@ def run_script(tmp_path: Path, *args: str, absent: str = "", state: Path | None 
     log = tmp_path / f"calls-{len(list(tmp_path.glob('calls-*')))}.log"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_STATE": str(state),
            "FAKE_NUMBER": NUMBER, "FAKE_ABSENT": absent}
-    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
     calls = [line.rstrip("\n").split("\x1f")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
     return proc, calls
 
 
 def bindings(calls: list[list[str]]) -> set[tuple[str, ...]]:
-    """Each add-iam-policy-binding call as (resource kind..., resource, member, role, condition)."""
+    """Each add-iam-policy-binding call as (resource kind..., resource, member, role, condition); a subnet is REGION/NAME."""
     found = set()
     for call in calls:
         if "add-iam-policy-binding" not in call:
             continue
         at = call.index("add-iam-policy-binding")
         flags = dict(a[2:].split("=", 1) for a in call if a.startswith("--") and "=" in a)
-        found.add((" ".join(call[:at]), call[at + 1], flags["member"], flags["role"], flags.get("condition", "")))
+        kind, name = " ".join(call[:at]), call[at + 1]
+        if kind == "compute networks subnets":
+            name = f"{flags['region']}/{name}"
+        found.add((kind, name, flags["member"], flags["role"], flags.get("condition", "")))
     return found
 
 
-def expected_bindings(operators: list[str], viewers: list[str]) -> set[tuple[str, ...]]:
-    """What infra/iam.yaml grants, read here on its own (not through the generator)."""
+def expected_bindings(operators: list[str], viewers: list[str], region: str = "us-central1") -> set[tuple[str, ...]]:
+    """What infra/iam.yaml grants, read here on its own (not through the generator), for --region ``region``."""
     iam = yaml.safe_load(iamscript.IAM_FILE.read_text())
     topology = load_topology(PROJECT)
     accounts = iam["service_accounts"]
@@ -109,8 +116,9 @@ def expected_bindings(operators: list[str], viewers: list[str]) -> set[tuple[str
             want |= {("pubsub topics", t, member, g["role"], "") for t in g["topics"]}
         for g in account.get("service_accounts", []):
             want.add(("iam service-accounts", sa(g["account"]), member, g["role"], ""))
-        for g in account.get("subnetwork", []):
-            want.add(("compute networks subnets", iamscript.SUBNETWORK, member, g["role"], ""))
+        for g in account.get("subnetwork", []):  # each region's subnet: a VM attaches to its own zone's region's
+            want |= {("compute networks subnets", f"{r}/fast-render-vms", member, g["role"], "")
+                     for r in CATALOG_REGIONS | {region}}
         for g in account.get("artifact_registry", []):
             want.add(("artifacts repositories", iamscript.REPOSITORY, member, g["role"], ""))
         for g in account.get("functions", []):
@@ -126,7 +134,7 @@ def expected_bindings(operators: list[str], viewers: list[str]) -> set[tuple[str
               "log_sink": f"serviceAccount:service-{NUMBER}@gcp-sa-logging.iam.gserviceaccount.com"}
     for agent, grants in iam["service_agents"].items():
         for g in grants:
-            on = g["on"] if "on" in g else g[True]  # YAML 1.1 reads `on` as true
+            on = g["target"]
             targets = {
                 "dead_letter_topic": [("pubsub topics", topology.push_delivery.dead_letter_topic)],
                 "push_subscriptions": [("pubsub subscriptions", f.push_subscription) for f in topology.functions],
@@ -141,7 +149,7 @@ def test_the_committed_script_is_current_with_iam_yaml():
     assert SCRIPT.read_text() == iamscript.generate(), "stale: run python -m infra.iamscript"
     assert os.access(SCRIPT, os.X_OK)
     assert subprocess.run([".venv/bin/python", "-m", "infra.iamscript", "--check"], cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True).returncode == 0
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, check=False).returncode == 0
 
 
 def test_every_grant_of_iam_yaml_has_its_line_in_the_script():
@@ -157,17 +165,35 @@ def test_every_grant_of_iam_yaml_has_its_line_in_the_script():
                 assert any(member in words and role in words and g["why"] in words for words in lines), (key, section, g)
 
 
-def test_running_it_makes_exactly_the_grants_of_iam_yaml(tmp_path):
+@pytest.mark.parametrize("region", ["europe-west4", "europe-west1"])  # a region of the catalog, and one it has no zone in
+def test_running_it_makes_exactly_the_grants_of_iam_yaml(tmp_path, region):
     operators, viewers = ["user:ops@example.com"], ["group:watchers@example.com", "user:v@example.com"]
-    args = [PROJECT, "--region", "europe-west4"]
+    args = [PROJECT, "--region", region]
     args += [a for m in operators for a in ("--operator", m)] + [a for m in viewers for a in ("--viewer", m)]
     proc, calls = run_script(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr
-    assert bindings(calls) == expected_bindings(operators, viewers)
+    assert bindings(calls) == expected_bindings(operators, viewers, region)
     assert ["services", "enable", *iamscript.APIS, f"--project={PROJECT}", "--quiet"] in calls
-    regional = [c for c in calls if c[0] in ("run", "artifacts") or c[:2] == ["compute", "networks"]]
-    assert regional and all("--region=europe-west4" in c or "--location=europe-west4" in c for c in regional)
+    regional = [c for c in calls if c[0] in ("run", "artifacts")]
+    assert regional and all(f"--region={region}" in c or f"--location={region}" in c for c in regional)
+    subnets = [c for c in calls if c[:3] == ["compute", "networks", "subnets"] and "add-iam-policy-binding" in c]
+    per_region = len(CATALOG_REGIONS | {region})
+    assert len(subnets) == per_region * sum(len(a.get("subnetwork", [])) for a in yaml.safe_load(
+        iamscript.IAM_FILE.read_text())["service_accounts"].values()), "one grant per subnet and role, none twice"
     assert "skipped" in proc.stdout.splitlines()[-1] and ", 0 skipped" in proc.stdout
+
+
+def test_it_prints_how_to_import_the_custom_roles_it_made_before_terraform_apply(tmp_path):
+    """Terraform adopts the service accounts the script made, not its custom roles: the user is told the import."""
+    proc, _ = run_script(tmp_path, PROJECT)
+    assert proc.returncode == 0, proc.stderr
+    roles = yaml.safe_load(iamscript.IAM_FILE.read_text())["custom_roles"]
+    for role_id in roles:
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", role_id).lower()
+        assert (f"setup:   terraform -chdir=infra/terraform import google_project_iam_custom_role.{name} "
+                f"projects/{PROJECT}/roles/{role_id}") in proc.stdout.splitlines()
+    only_build, _ = run_script(tmp_path, PROJECT, "--only", "build")
+    assert "terraform import" not in only_build.stdout, "the build account has no custom role: nothing to import"
 
 
 def test_a_second_run_makes_the_same_grants_and_creates_nothing(tmp_path):
@@ -185,11 +211,16 @@ def test_a_second_run_makes_the_same_grants_and_creates_nothing(tmp_path):
 
 
 def test_grants_on_resources_not_made_yet_are_skipped_with_a_line(tmp_path):
-    proc, calls = run_script(tmp_path, PROJECT, absent="buckets describe|sinks describe")
+    proc, calls = run_script(tmp_path, PROJECT, absent="buckets describe|sinks describe|subnets describe fast-render-vms --region=asia-east1 ")
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c[:2] == ["storage", "buckets"] and "add-iam-policy-binding" in c]
     assert f"skipped roles/storage.objectCreator to serviceAccount:fast-render-render@{PROJECT}.iam.gserviceaccount.com " \
            f"on bucket {PROJECT}-output: not there yet" in proc.stdout
+    # one region's subnet missing skips the grants on it only
+    assert f"skipped roles/compute.networkUser to serviceAccount:fast-render-functions@{PROJECT}.iam.gserviceaccount.com " \
+           "on subnetwork asia-east1/fast-render-vms: not there yet" in proc.stdout
+    subnets = {b[1] for b in bindings(calls) if b[0] == "compute networks subnets"}
+    assert subnets == {f"{r}/fast-render-vms" for r in CATALOG_REGIONS - {"asia-east1"}}
     assert "skipped the log_sink service agent's grants" in proc.stdout
     assert "run this again after" in proc.stdout.splitlines()[-1]
 
@@ -241,4 +272,13 @@ def test_a_grant_kind_the_generator_does_not_know_is_an_error_not_dropped(tmp_pa
     path = tmp_path / "iam.yaml"
     path.write_text(yaml.safe_dump(iam))
     with pytest.raises(iamscript.IamError, match="bigquery_datasets"):
+        iamscript.generate(path)
+
+
+def test_a_service_agent_grant_without_target_is_named_not_read_as_true(tmp_path):
+    """The old key `on:` (YAML 1.1's boolean true) gives one line naming the field, not a KeyError or a silent drop."""
+    text = iamscript.IAM_FILE.read_text().replace("{target: dead_letter_topic", "{on: dead_letter_topic")
+    path = tmp_path / "iam.yaml"
+    path.write_text(text)
+    with pytest.raises(iamscript.IamError, match=r"service_agents\.pubsub: each grant has target, role and why"):
         iamscript.generate(path)

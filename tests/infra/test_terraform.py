@@ -276,20 +276,19 @@ def expected_grants() -> set[tuple[str, ...]]:
                       "${each.value}") for g in spec.get("service_accounts", [])}
     agents, delivery = IAM["service_agents"], TOPOLOGY.push_delivery
     pubsub, storage = "serviceAccount:${local.pubsub_service_agent}", "serviceAccount:${local.storage_service_agent}"
-    on = lambda g: g.get("on", g.get(True))  # YAML 1.1 reads the key `on` as true
     for g in agents["pubsub"]:
-        if on(g) == "dead_letter_topic":
+        if g["target"] == "dead_letter_topic":
             expected.add(("google_pubsub_topic_iam_member", topic(delivery.dead_letter_topic), g["role"], pubsub))
-        elif on(g) == "push_subscriptions":
+        elif g["target"] == "push_subscriptions":
             expected |= {("google_pubsub_subscription_iam_member",
                           f"${{google_pubsub_subscription.{f.push_subscription.replace('-', '_')}.name}}", g["role"], pubsub)
                          for f in TOPOLOGY.functions if f.topic != delivery.dead_letter_topic}
         else:
-            account = on(g).split(":", 1)[1]
+            account = g["target"].split(":", 1)[1]
             expected.add(("google_service_account_iam_member", f"${{google_service_account.{account}.name}}", g["role"], pubsub))
     expected |= {("google_pubsub_topic_iam_member", topic(n.topic), g["role"], storage)
                  for g in agents["storage"] for n in TOPOLOGY.notifications}
-    expected |= {("google_pubsub_topic_iam_member", topic(on(g).removeprefix("topic:")), g["role"],
+    expected |= {("google_pubsub_topic_iam_member", topic(g["target"].removeprefix("topic:")), g["role"],
                   "${google_logging_project_sink.vertex_events[0].writer_identity}") for g in agents["log_sink"]}
     return expected
 
@@ -309,6 +308,17 @@ def test_accounts_roles_and_the_render_vms_condition_are_iam_yaml_s(resources) -
     expression = " ".join(IAM["conditions"]["render-vms"]["expression"].split()).replace("${prefix}", "${var.vm_name_prefix}")
     assert conditional and all(block(b, "condition")["expression"].replace('\\"', '"') == expression for b in conditional)
     assert len(conditional) == sum(1 for a in IAM["service_accounts"].values() for g in a.get("project", []) if g.get("condition"))
+
+
+def test_an_apply_after_the_setup_script_adopts_its_accounts_and_says_how_to_import_its_roles(resources) -> None:
+    """scripts/setup_vm_permissions.sh makes the same accounts and roles: apply must not stop on a 409."""
+    accounts = of_kind(resources, "google_service_account")
+    assert accounts and all(body.get("create_ignore_already_exists") is True for body in accounts.values())
+    lines = (TF_DIR / "generated_iam_accounts.tf").read_text().splitlines()
+    comments = " ".join(line.strip().removeprefix("#").strip() for line in lines if line.strip().startswith("#"))
+    for name, body in of_kind(resources, "google_project_iam_custom_role").items():
+        command = f"terraform import google_project_iam_custom_role.{name} projects/PROJECT/roles/{body['role_id']}"
+        assert command in comments, f"google_project_iam_custom_role.{name} does not say how to import the script's role"
 
 
 def test_no_primitive_role_and_the_render_account_has_only_its_own(resources) -> None:
