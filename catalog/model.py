@@ -19,6 +19,28 @@ boot_overhead_s is the full form's default (150) and there is no Spot price
 (not offered as Spot). catalog/short_form.py turns it into the full form before
 the validation below; errors name its own paths (``l4.cost_per_hour``). Mixing
 ``gpus:`` with top-level GPU entries is an error.
+
+Machines without GPUs are listed under ``cpus:`` (catalog/machines.py); every
+option has ``vcpus`` (a default per machine type). ``pricing:`` says how the
+selector estimates a render: ``model`` (the default) from the renderer's
+measured costs (catalog/runtime_model.py, catalog/calibration.json), or
+``speed_factor``, the design note's ``baseline_s_per_s / speed_factor``, for a
+renderer that is GPU-bound; the short form defaults to ``speed_factor``, the
+note's own formula. CPU-only options have no speed factor: under
+``speed_factor`` pricing they are excluded, with that reason.
+
+The environment overrides (read by `load_catalog`):
+
+- GPU_CATALOG: the catalog file (default: the bundled catalog/gpu_catalog.yml).
+- BASELINE_T4_SPEED_S_PER_S: replaces ``baseline_s_per_s``; setting it also
+  selects ``speed_factor`` pricing (a baseline only means something there),
+  unless CATALOG_PRICING says otherwise.
+- CATALOG_PRICING: ``model`` or ``speed_factor``, replacing ``pricing:``.
+- FALLBACK_GPU_ONLY: ``true`` keeps CPU-only options out of the fallback (they
+  stay in each decision, excluded with that reason); default ``false``.
+- CATALOG_CALIBRATION: the calibration file the model reads (runtime_model.py).
+- REGION: where short-form entries without zones get their zones.
+- VIDEO_LENGTH_S: overrides the planned video length (`resolve_video_length`).
 """
 
 from __future__ import annotations
@@ -27,13 +49,25 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from common import strict_yaml
-
+from catalog.checks import (  # noqa: F401  (re-exported: short_form and callers use model.positive ...)
+    CatalogError,
+    _boolean,
+    _count,
+    _fields,
+    _non_negative,
+    _optional,
+    _parse_yaml,
+    _zones,
+    catalog_error,
+    gpu_name,
+    matching,
+    positive,
+)
+from catalog.machines import CpuSpec, parse_cpus, vcpus_field
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("gpu_catalog.yml")
 
@@ -44,21 +78,20 @@ ENV_VIDEO_LENGTH = "VIDEO_LENGTH_S"
 # The deployment's region (functions/config.py reads it too); the short form's default zones are in it.
 ENV_REGION = "REGION"
 DEFAULT_REGION = "us-central1"
+ENV_PRICING = "CATALOG_PRICING"
+ENV_GPU_ONLY = "FALLBACK_GPU_ONLY"
+PRICING_MODEL = "model"
+PRICING_SPEED_FACTOR = "speed_factor"
+PRICINGS = (PRICING_MODEL, PRICING_SPEED_FACTOR)
 
 ON_DEMAND = "on-demand"
 SPOT = "spot"
 PROVISIONINGS = (ON_DEMAND, SPOT)
 
-_GPU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
-_ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 ACCELERATOR = re.compile(r"^nvidia-[a-z0-9-]+$")
 MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
 _VERTEX_ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")  # Vertex's AcceleratorType enum names: NVIDIA_TESLA_T4
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-
-
-class CatalogError(ValueError):
-    """A catalog (or a catalog setting from the environment) is invalid; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +109,7 @@ class GpuSpec:
     zones: tuple[str, ...]  # in order of preference
     boot_overhead_s: float
     has_nvenc: bool
+    vcpus: int | None = None  # the machine type's; None: unknown (the model cannot price it)
 
     def price(self, provisioning: str) -> float | None:
         """USD per hour for `provisioning` ("on-demand" or "spot"), None when not offered."""
@@ -133,6 +167,14 @@ class Catalog:
     vertex: VertexPricing | None = None  # None: the catalog prices no Vertex AI machine
     form: str = "full"  # "full" (gpus:) or "short" (the design note's top-level GPU entries)
     defaults: tuple[str, ...] = ()  # the short form's defaults applied, one line each ("l4.zones: ...")
+    cpus: dict[str, CpuSpec] = dataclasses.field(default_factory=dict)  # CPU-only options, file order
+    pricing: str = PRICING_MODEL  # "model" or "speed_factor"
+    gpu_only: bool = False  # $FALLBACK_GPU_ONLY: CPU-only options are excluded
+
+    @property
+    def options(self) -> dict[str, GpuSpec | CpuSpec]:
+        """Every option by name: the GPUs, then the CPU-only machines (names are distinct)."""
+        return {**self.gpus, **self.cpus}
 
 
 # Defaults for the optional top-level fields; a catalog only has to list its GPUs.
@@ -142,7 +184,8 @@ DEFAULT_BUDGET = Budget(per_job_usd=5.0, daily_usd=50.0)
 DEFAULT_SPOT = SpotPolicy(max_preemptions=2, segment_s=120.0, default_preemption_rate_per_hour=0.05)
 DEFAULT_BOOT_OVERHEAD_S = 150.0
 
-TOP_FIELDS = {"version", "baseline_s_per_s", "transfer_overhead_s", "budget", "spot", "gpus", "vertex"}
+TOP_FIELDS = {"version", "baseline_s_per_s", "transfer_overhead_s", "budget", "spot", "gpus", "vertex", "cpus",
+              "pricing"}
 _VERTEX_FIELDS = {"region", "machine_types", "accelerators"}
 _VERTEX_ACCELERATOR_FIELDS = {"gpu", "cost_per_hour"}
 _BUDGET_FIELDS = {"per_job_usd", "daily_usd"}
@@ -155,6 +198,7 @@ GPU_OPTIONAL = {
     "preemption_rate_per_hour",
     "boot_overhead_s",
     "has_nvenc",
+    "vcpus",
 }
 
 
@@ -178,8 +222,11 @@ def load_catalog(path: str | Path | None = None, environ: Mapping[str, str] | No
     catalog = parse_catalog(_parse_yaml(text, str(chosen)), source=str(chosen), region=region)
     baseline = env_positive_number(ENV_BASELINE, env)
     if baseline is not None:
-        catalog = dataclasses.replace(catalog, baseline_s_per_s=baseline)
-    return catalog
+        catalog = dataclasses.replace(catalog, baseline_s_per_s=baseline, pricing=PRICING_SPEED_FACTOR)
+    pricing = env.get(ENV_PRICING, "").strip()
+    if pricing:
+        catalog = dataclasses.replace(catalog, pricing=_pricing(pricing, ENV_PRICING))
+    return dataclasses.replace(catalog, gpu_only=env_flag(ENV_GPU_ONLY, env))
 
 
 def parse_catalog(data: object, source: str = "<memory>", *, region: str | None = None) -> Catalog:
@@ -187,7 +234,9 @@ def parse_catalog(data: object, source: str = "<memory>", *, region: str | None 
 
     `region` (default: $REGION, else us-central1) places short-form entries that list no zones.
     """
-    from catalog import short_form  # it imports this module: bound at call time, once both are loaded
+    from catalog import (
+        short_form,  # it imports this module: bound at call time, once both are loaded
+    )
 
     data, form, defaults = short_form.to_full(data, region or os.environ.get(ENV_REGION) or DEFAULT_REGION)
     gpu_at = "gpus." if form == short_form.FULL else ""  # the short form's paths have no gpus. prefix
@@ -210,7 +259,15 @@ def parse_catalog(data: object, source: str = "<memory>", *, region: str | None 
         vertex=_parse_vertex(top["vertex"], gpus) if "vertex" in top else None,
         form=form,
         defaults=tuple(defaults),
+        cpus=parse_cpus(top["cpus"], set(gpus)) if "cpus" in top else {},
+        pricing=_pricing(top.get("pricing", PRICING_MODEL), "pricing"),
     )
+
+
+def _pricing(value: object, at: str) -> str:
+    if value not in PRICINGS:
+        raise CatalogError(f"catalog: {at}: must be one of {', '.join(PRICINGS)}, got {value!r}")
+    return str(value)
 
 
 def _parse_gpu(name: str, data: object, at: str) -> GpuSpec:
@@ -235,6 +292,7 @@ def _parse_gpu(name: str, data: object, at: str) -> GpuSpec:
         zones=_zones(raw["zones"], f"{at}.zones"),
         boot_overhead_s=_non_negative(raw.get("boot_overhead_s", DEFAULT_BOOT_OVERHEAD_S), f"{at}.boot_overhead_s"),
         has_nvenc=_boolean(raw.get("has_nvenc", False), f"{at}.has_nvenc"),
+        vcpus=vcpus_field(raw, raw["machine_type"], at),
     )
 
 
@@ -302,6 +360,17 @@ def env_positive_number(name: str, environ: Mapping[str, str] | None = None) -> 
     return value
 
 
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """A true/false environment variable: true/1/yes or false/0/no (any case); unset or empty is false."""
+    env = os.environ if environ is None else environ
+    text = env.get(name, "").strip().lower()
+    if text in ("", "false", "0", "no"):
+        return False
+    if text in ("true", "1", "yes"):
+        return True
+    raise CatalogError(f"catalog: {name}: must be true or false, got {env.get(name)!r}")
+
+
 def resolve_video_length(computed_s: float | None, environ: Mapping[str, str] | None = None) -> float:
     """The video length to plan for: $VIDEO_LENGTH_S when set (an override), else `computed_s`."""
     override = env_positive_number(ENV_VIDEO_LENGTH, environ)
@@ -310,87 +379,6 @@ def resolve_video_length(computed_s: float | None, environ: Mapping[str, str] | 
     if computed_s is None or not math.isfinite(computed_s) or computed_s <= 0:
         raise CatalogError(f"catalog: video length: must be a positive number, got {computed_s!r}")
     return float(computed_s)
-
-
-# ---------------------------------------------------------------- validation helpers
-
-
-def catalog_error(message: str) -> CatalogError:
-    return CatalogError(f"catalog: {message}")
-
-
-def _parse_yaml(text: str, source: str) -> object:
-    return strict_yaml.load(text, source, catalog_error)
-
-
-def _fields(data: object, at: str, required: set[str], optional: set[str]) -> dict[str, Any]:
-    """Check that `data` is a mapping with every required field and nothing unknown."""
-    return strict_yaml.fields(data, at, required, optional, catalog_error)
-
-
-_join = strict_yaml.join
-
-
-def gpu_name(name: object, prefix: str = "gpus.") -> str:
-    if not isinstance(name, str) or not _GPU_NAME.match(name):
-        raise CatalogError(
-            f"catalog: {prefix}{name}: GPU names are 1 to 31 characters of a-z, 0-9, '-' and '_', got {name!r}"
-        )
-    return name
-
-
-def _number(value: object, at: str, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CatalogError(f"catalog: {at}: must be {what}, got {value!r}")
-    return float(value)
-
-
-def positive(value: object, at: str) -> float:
-    number = _number(value, at, "a positive number")
-    if number <= 0:
-        raise CatalogError(f"catalog: {at}: must be a positive number, got {value!r}")
-    return number
-
-
-def _non_negative(value: object, at: str) -> float:
-    number = _number(value, at, "a number >= 0")
-    if number < 0:
-        raise CatalogError(f"catalog: {at}: must be a number >= 0, got {value!r}")
-    return number
-
-
-def _optional(raw: dict[str, Any], key: str, at: str, check: Callable[[object, str], float]) -> float | None:
-    """`check(raw[key])` when present and not null; None otherwise."""
-    value = raw.get(key)
-    return None if value is None else check(value, f"{at}.{key}")
-
-
-def _count(value: object, at: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CatalogError(f"catalog: {at}: must be a whole number >= 1, got {value!r}")
-    return value
-
-
-def _boolean(value: object, at: str) -> bool:
-    if not isinstance(value, bool):
-        raise CatalogError(f"catalog: {at}: must be true or false, got {value!r}")
-    return value
-
-
-def matching(value: object, at: str, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise CatalogError(f"catalog: {at}: must be {what}, got {value!r}")
-    return value
-
-
-def _zones(value: object, at: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise CatalogError(f"catalog: {at}: must be a non-empty list of zones, got {value!r}")
-    zones = tuple(matching(zone, f"{at}[{i}]", _ZONE, "a zone like us-central1-a") for i, zone in enumerate(value))
-    for i, zone in enumerate(zones):
-        if zone in zones[:i]:
-            raise CatalogError(f"catalog: {at}[{i}]: zone {zone} is listed twice")
-    return zones
 
 
 def region_of(zone: str) -> str:

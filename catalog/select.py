@@ -1,18 +1,27 @@
-"""Pick the GPU for a fallback render: the cheapest option that meets the deadline.
+"""Pick the machine for a fallback render: the cheapest option that meets the deadline.
 
-For each GPU in the catalog, and each way to buy it (on-demand, and Spot when
-asked for), the selector estimates
+For each option in the catalog (its GPUs, then its CPU-only machines), and each
+way to buy it (on-demand, and Spot when asked for), the selector estimates
 
+    pricing "model" (the default; catalog/runtime_model.py):
+    render_s  = frames x (compose_s / usable_cores(vcpus) + encode_s) + start, audio, mux
+                (encode_s: NVENC's where the GPU has it, else libx264 on the vCPUs)
+    runtime_s = render_s + boot_overhead_s + transfer_s (inputs and output at the calibrated rate)
+
+    pricing "speed_factor" (the design note's; also whenever a baseline is given):
     render_s  = video_length_s x baseline_s_per_s / speed_factor
-                (or video_length_s x the learned median, once learned)
     runtime_s = render_s + boot_overhead_s + transfer_overhead_s
+    (a CPU-only machine has no speed factor: excluded, unless learned)
+
+    either way: render_s = video_length_s x the learned median, once learned;
     cost_usd  = runtime_s / 3600 x price_per_hour
 
 Spot runtime is an expectation that includes rework (see `_spot_runtime`).
 It then picks the cheapest option whose runtime meets the deadline, ties broken
 by runtime; if none meets it, the fastest. Options that are blocked (stockouts,
-quotas), over the per-job budget, or Spot after too many preemptions stay in the
-decision, marked `excluded` with the reason, so logs show what was weighed.
+quotas), over the per-job budget, Spot after too many preemptions, or CPU-only
+while $FALLBACK_GPU_ONLY is true stay in the decision, marked `excluded` with
+the reason, so logs show what was weighed.
 """
 
 from __future__ import annotations
@@ -20,159 +29,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from catalog.learned import LearnedSpeeds
-from catalog.model import ON_DEMAND, PROVISIONINGS, SPOT, Catalog, GpuSpec, load_catalog, region_of
-
-
-@dataclass(frozen=True)
-class Block:
-    """Something the caller cannot use now. Empty fields match anything.
-
-    `location` is a zone (us-central1-a) or a whole region (us-central1). For
-    example a stockout is Block(gpu="l4", location="us-central1-a"), a regional
-    Spot quota is Block(gpu="l4", location="us-central1", provisioning="spot").
-    """
-
-    gpu: str | None = None
-    location: str | None = None
-    provisioning: str | None = None
-    reason: str = ""
-
-    def matches(self, gpu: str, zone: str, provisioning: str) -> bool:
-        return (
-            (self.gpu is None or self.gpu == gpu)
-            and (self.provisioning is None or self.provisioning == provisioning)
-            and (self.location is None or self.location in (zone, region_of(zone)))
-        )
-
-    @classmethod
-    def parse(cls, text: str) -> Block:
-        """Read the command line form GPU[:PROVISIONING][@ZONE_OR_REGION], e.g. l4:spot@us-central1."""
-        what, _, location = text.partition("@")
-        gpu, _, provisioning = what.partition(":")
-        if provisioning and provisioning not in PROVISIONINGS:
-            raise ValueError(f"block {text!r}: provisioning must be one of {', '.join(PROVISIONINGS)}")
-        if not (gpu or location or provisioning):
-            raise ValueError(f"block {text!r}: name a GPU, a provisioning or a location")
-        return cls(gpu=gpu or None, location=location or None, provisioning=provisioning or None, reason=text)
-
-
-@dataclass(frozen=True)
-class Option:
-    """One way to render the job: a GPU type bought on-demand or as Spot, with its estimate."""
-
-    gpu: str
-    provisioning: str  # "on-demand" or "spot"
-    machine_type: str
-    accelerator: str
-    accelerator_count: int
-    has_nvenc: bool
-    zones: tuple[str, ...]  # the zones not blocked, in order of preference
-    speed_factor: float  # relative to a T4; from the catalog, or implied by the learned speed
-    speed_source: str  # "catalog" or "learned"
-    price_per_hour: float
-    render_s: float  # rendering alone
-    overhead_s: float  # boot + transfer, once
-    runtime_s: float  # VM time: render + overhead (+ expected rework for Spot)
-    cost_usd: float
-    expected_preemptions: float  # 0 for on-demand
-    meets_deadline: bool  # True when there is no deadline
-    excluded: str | None  # why this option may not be selected; None when it may
-    note: str
-
-    @property
-    def label(self) -> str:
-        return self.gpu if self.provisioning == ON_DEMAND else f"{self.gpu} {self.provisioning}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "gpu": self.gpu,
-            "provisioning": self.provisioning,
-            "machine_type": self.machine_type,
-            "accelerator": self.accelerator,
-            "accelerator_count": self.accelerator_count,
-            "has_nvenc": self.has_nvenc,
-            "zones": list(self.zones),
-            "speed_factor": round(self.speed_factor, 4),
-            "speed_source": self.speed_source,
-            "price_per_hour": self.price_per_hour,
-            "render_s": round(self.render_s, 1),
-            "overhead_s": round(self.overhead_s, 1),
-            "runtime_s": round(self.runtime_s, 1),
-            "cost_usd": round(self.cost_usd, 4),
-            "expected_preemptions": round(self.expected_preemptions, 4),
-            "meets_deadline": self.meets_deadline,
-            "excluded": self.excluded,
-            "note": self.note,
-        }
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the selector weighed and what it chose. `selected` is None when every option is excluded."""
-
-    video_length_s: float
-    baseline_s_per_s: float
-    deadline_s: float | None
-    options: tuple[Option, ...]
-    selected: Option | None
-    deadline_missed: bool  # a deadline was given and no eligible option meets it
-    reasons: str  # a few sentences for people: why this one, what was excluded
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything, as plain JSON types (the CLI's --json)."""
-        return {
-            "video_length_s": self.video_length_s,
-            "baseline_s_per_s": self.baseline_s_per_s,
-            "deadline_s": self.deadline_s,
-            "selected": self.selected.gpu if self.selected else None,
-            "selected_provisioning": self.selected.provisioning if self.selected else None,
-            "deadline_missed": self.deadline_missed,
-            "reasons": self.reasons,
-            "options": [option.to_dict() for option in self.options],
-        }
-
-    def to_log(self) -> dict[str, Any]:
-        """Fields for one structured log line: the choice in full, the others in brief."""
-        chosen = self.selected
-        return {
-            "gpu": chosen.gpu if chosen else None,
-            "provisioning": chosen.provisioning if chosen else None,
-            "machine_type": chosen.machine_type if chosen else None,
-            "zones": list(chosen.zones) if chosen else [],
-            "runtime_s": round(chosen.runtime_s, 1) if chosen else None,
-            "cost_usd": round(chosen.cost_usd, 4) if chosen else None,
-            "speed_source": chosen.speed_source if chosen else None,
-            "video_length_s": self.video_length_s,
-            "deadline_s": self.deadline_s,
-            "deadline_missed": self.deadline_missed,
-            "options": [
-                {
-                    "gpu": o.gpu,
-                    "provisioning": o.provisioning,
-                    "runtime_s": round(o.runtime_s, 1),
-                    "cost_usd": round(o.cost_usd, 4),
-                    "excluded": o.excluded,
-                }
-                for o in self.options
-            ],
-            "reasons": self.reasons,
-        }
-
-
-@dataclass(frozen=True)
-class BudgetCheck:
-    ok: bool
-    spent_today_usd: float
-    cost_usd: float
-    daily_usd: float
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.ok
+from catalog.machines import CpuSpec
+from catalog.model import (
+    ENV_GPU_ONLY,
+    ON_DEMAND,
+    PRICING_MODEL,
+    PRICING_SPEED_FACTOR,
+    PRICINGS,
+    PROVISIONINGS,
+    SPOT,
+    Catalog,
+    GpuSpec,
+    load_catalog,
+)
+from catalog.options import Block, BudgetCheck, Decision, Option, format_usd
+from catalog.runtime_model import DEFAULT_SIZE, Calibration, estimate, load_calibration
 
 
 def select(
@@ -188,6 +61,10 @@ def select(
     overhead_s: float | None = None,
     segment_s: float | None = None,
     per_job_budget_usd: float | None = None,
+    pricing: str | None = None,
+    size: str = DEFAULT_SIZE,
+    calibration: Calibration | None = None,
+    gpu_only: bool | None = None,
 ) -> Decision:
     """Weigh every option of `catalog` for a video of `video_length_s` seconds and pick one.
 
@@ -198,6 +75,11 @@ def select(
     learned: measured speeds; a GPU with enough samples is planned with them.
     baseline_s_per_s, segment_s, per_job_budget_usd: override the catalog's values.
     overhead_s: a fixed per-VM overhead replacing boot + transfer (0: none at all).
+    pricing: "model" or "speed_factor" (default: the catalog's; "speed_factor" whenever
+        `baseline_s_per_s` is given, as the design note's formula is the one with a baseline).
+    size: the output size the model prices (a size in the calibration, e.g. "1280x720").
+    calibration: the runtime model's figures (default: load_calibration()).
+    gpu_only: exclude CPU-only options (default: the catalog's, i.e. $FALLBACK_GPU_ONLY).
     """
     for name, value, minimum in (
         ("video_length_s", video_length_s, "positive"),
@@ -209,6 +91,9 @@ def select(
         ("preemptions_so_far", preemptions_so_far, "non-negative"),
     ):
         _check_argument(name, value, minimum)
+    if pricing is not None and pricing not in PRICINGS:
+        raise ValueError(f"pricing: must be one of {', '.join(PRICINGS)}, got {pricing!r}")
+    chosen = PRICING_SPEED_FACTOR if baseline_s_per_s is not None else (pricing or catalog.pricing)
     settings = _Settings(
         catalog=catalog,
         video_length_s=float(video_length_s),
@@ -220,10 +105,14 @@ def select(
         spot_refused=_spot_refusal(catalog, spot, preemptions_so_far),
         blocks=tuple(blocked),
         learned=learned,
+        pricing=chosen,
+        size=size,
+        calibration=(calibration or load_calibration()) if chosen == PRICING_MODEL else None,
+        gpu_only=catalog.gpu_only if gpu_only is None else gpu_only,
     )
     options = tuple(
         _option(settings, spec, provisioning)
-        for spec in catalog.gpus.values()
+        for spec in catalog.options.values()
         for provisioning in (PROVISIONINGS if spot else (ON_DEMAND,))
         if spec.price(provisioning) is not None
     )
@@ -236,6 +125,8 @@ def select(
         selected=selected,
         deadline_missed=missed,
         reasons=_reasons(options, selected, missed, deadline_s),
+        pricing=chosen,
+        size=size,
     )
 
 
@@ -280,15 +171,20 @@ class _Settings:
     spot_refused: str | None  # why Spot is not offered to this job, if it is not
     blocks: tuple[Block, ...]
     learned: LearnedSpeeds | None
+    pricing: str = PRICING_SPEED_FACTOR
+    size: str = DEFAULT_SIZE
+    calibration: Calibration | None = None
+    gpu_only: bool = False
 
 
-def _option(settings: _Settings, spec: GpuSpec, provisioning: str) -> Option:
-    render_s, speed_factor, source, speed_note = _render_estimate(settings, spec)
-    overhead = _fixed_overhead(settings, spec)
+def _option(settings: _Settings, spec: GpuSpec | CpuSpec, provisioning: str) -> Option:
+    model = _model_estimate(settings, spec)
+    render_s, speed_factor, source, speed_note, unpriced = _render_estimate(settings, spec, model)
+    overhead = _fixed_overhead(settings, spec, model)
     price = spec.price(provisioning)
     assert price is not None  # the caller only asks for options that have a price
     notes = [speed_note]
-    runtime_s, expected_preemptions, excluded = render_s + overhead, 0.0, None
+    runtime_s, expected_preemptions, excluded = render_s + overhead, 0.0, unpriced
     if provisioning == SPOT:
         runtime_s, expected_preemptions, excluded = _spot_runtime(settings, spec, runtime_s, overhead)
         if excluded is None:
@@ -297,7 +193,11 @@ def _option(settings: _Settings, spec: GpuSpec, provisioning: str) -> Option:
             )
     cost = runtime_s / 3600 * price
     zones = tuple(z for z in spec.zones if not any(b.matches(spec.name, z, provisioning) for b in settings.blocks))
-    if not zones:
+    if isinstance(spec, CpuSpec) and settings.gpu_only:
+        excluded = f"{ENV_GPU_ONLY}=true: the fallback uses GPU machines only"
+    elif unpriced is not None:
+        excluded = unpriced  # no estimate to judge it by
+    elif not zones:
         excluded = _blocked_reason(settings.blocks, spec, provisioning)
     elif excluded is None and cost > settings.budget_usd:
         excluded = f"over the per-job budget: {format_usd(cost)} > {format_usd(settings.budget_usd)}"
@@ -320,28 +220,52 @@ def _option(settings: _Settings, spec: GpuSpec, provisioning: str) -> Option:
         meets_deadline=settings.deadline_s is None or runtime_s <= settings.deadline_s,
         excluded=excluded,
         note="; ".join(notes),
+        vcpus=spec.vcpus,
+        estimate=model.to_dict() if model is not None else None,
     )
 
 
-def _render_estimate(settings: _Settings, spec: GpuSpec) -> tuple[float, float, str, str]:
-    """(render seconds, speed factor, "catalog"|"learned", a note saying where the speed came from)."""
+def _model_estimate(settings: _Settings, spec: GpuSpec | CpuSpec):
+    """The runtime model's estimate for `spec` (pricing "model" and known vCPUs), else None."""
+    if settings.pricing != PRICING_MODEL or spec.vcpus is None:
+        return None
+    assert settings.calibration is not None
+    return estimate(settings.calibration, settings.video_length_s, vcpus=spec.vcpus, has_nvenc=spec.has_nvenc,
+                    size=settings.size, boot_s=spec.boot_overhead_s)
+
+
+def _render_estimate(settings: _Settings, spec: GpuSpec | CpuSpec, model) -> tuple[float, float, str, str, str | None]:
+    """(render seconds, speed factor, "catalog"|"model"|"learned", a note on where the speed came from,
+    why it cannot be priced or None)."""
     learned = settings.learned.s_per_s(spec.name) if settings.learned else None
     if learned is not None:
         assert settings.learned is not None
         note = f"learned speed: median {learned:.2f} s/s over {settings.learned.count(spec.name)} renders"
-        return settings.video_length_s * learned, settings.baseline_s_per_s / learned, "learned", note
+        return settings.video_length_s * learned, settings.baseline_s_per_s / learned, "learned", note, None
+    if settings.pricing == PRICING_MODEL:
+        if model is None:
+            why = f"vcpus unknown for machine type {spec.machine_type} (give vcpus in the catalog)"
+            return 0.0, 0.0, "model", why, why
+        implied = settings.video_length_s * settings.baseline_s_per_s / model.render_s
+        nvenc = ", NVENC assumed" if model.encode_source == "assumed" else ""
+        return model.render_s, implied, "model", f"model: {model.terms()}{nvenc}", None
+    if spec.speed_factor is None:
+        why = "speed_factor pricing: a CPU-only machine has no speed factor (the note's factors are GPU speeds)"
+        return 0.0, 0.0, "catalog", why, why
     render_s = settings.video_length_s * settings.baseline_s_per_s / spec.speed_factor
-    return render_s, spec.speed_factor, "catalog", f"catalog speed x{spec.speed_factor:g}"
+    return render_s, spec.speed_factor, "catalog", f"catalog speed x{spec.speed_factor:g}", None
 
 
-def _fixed_overhead(settings: _Settings, spec: GpuSpec) -> float:
+def _fixed_overhead(settings: _Settings, spec: GpuSpec | CpuSpec, model) -> float:
     if settings.overhead_s is not None:
         return settings.overhead_s
+    if model is not None:  # the model's transfer: the job's bytes at the calibrated rate
+        return spec.boot_overhead_s + model.transfer_s
     return spec.boot_overhead_s + settings.catalog.transfer_overhead_s
 
 
 def _spot_runtime(
-    settings: _Settings, spec: GpuSpec, runtime_s: float, overhead_s: float
+    settings: _Settings, spec: GpuSpec | CpuSpec, runtime_s: float, overhead_s: float
 ) -> tuple[float, float, str | None]:
     """Expected Spot runtime including rework: (runtime_s, expected preemptions, exclusion reason).
 
@@ -374,7 +298,7 @@ def _spot_refusal(catalog: Catalog, spot: bool, preemptions_so_far: int) -> str 
     return None
 
 
-def _blocked_reason(blocks: tuple[Block, ...], spec: GpuSpec, provisioning: str) -> str:
+def _blocked_reason(blocks: tuple[Block, ...], spec: GpuSpec | CpuSpec, provisioning: str) -> str:
     reasons = sorted({b.reason for b in blocks if any(b.matches(spec.name, z, provisioning) for z in spec.zones)})
     return "blocked in every zone" + (f" ({'; '.join(r for r in reasons if r)})" if any(reasons) else "")
 
@@ -425,9 +349,3 @@ def _reasons(options: tuple[Option, ...], selected: Option | None, missed: bool,
 def _runner_up(options: tuple[Option, ...], selected: Option) -> Option | None:
     others = [o for o in options if o.excluded is None and o.meets_deadline and o is not selected]
     return min(others, key=lambda o: (o.cost_usd, o.runtime_s), default=None)
-
-
-def format_usd(amount: float) -> str:
-    """Dollars to the cent, half up (0.375 -> $0.38, as a person rounds; float formatting may not)."""
-    cents = Decimal(repr(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return f"${cents}"

@@ -42,6 +42,10 @@ shapes exist where:
   NVENC; A100 and H100 do not); false for one it lacks (the video is then
   planned as encoded on the CPU, the safe side).
 
+- pricing: ``speed_factor``: the note's format is the note's formula
+  (``baseline_s_per_s / speed_factor``); ``pricing: model`` in the file, or
+  $CATALOG_PRICING, prices it with the runtime model instead.
+
 Each default applied is listed in `Catalog.defaults`, which
 ``python -m catalog validate`` prints.
 """
@@ -85,6 +89,9 @@ def to_full(data: object, region: str) -> tuple[object, str, list[str]]:
             gpus[name] = _entry(name, entry, region, defaults)
     if not gpus:
         raise _fail("gpus: required field is missing (or list GPU entries at the top level: the short form)")
+    if "pricing" not in settings:  # the note's format carries speed factors: price with them, as the note does
+        settings["pricing"] = model.PRICING_SPEED_FACTOR
+        defaults.append("pricing: speed_factor (the design note's format: its speed factors price it)")
     return {**settings, "gpus": gpus}, SHORT, defaults
 
 

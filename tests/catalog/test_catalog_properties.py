@@ -46,6 +46,7 @@ def catalogs(draw):
         )
     )
     return {
+        "pricing": "speed_factor",  # the brute force below restates the speed-factor formula
         "baseline_s_per_s": draw(st.floats(min_value=1, max_value=60)),
         "transfer_overhead_s": draw(st.floats(min_value=0, max_value=300)),
         "budget": {"per_job_usd": draw(st.floats(min_value=0.05, max_value=20)), "daily_usd": 100},

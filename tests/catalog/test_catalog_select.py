@@ -23,11 +23,12 @@ def catalog():
 
 
 def seed_catalog(**top):
-    """The design note's three GPUs, with no overheads unless asked."""
+    """The design note's three GPUs, with no overheads unless asked, priced by the note's speed factors."""
     gpu = {"machine_type": "n1-standard-4", "zones": ["us-central1-a", "us-east1-c"], "boot_overhead_s": 0}
     return parse_catalog(
         {
             "transfer_overhead_s": 0,
+            "pricing": "speed_factor",
             **top,
             "gpus": {
                 "t4": {
@@ -74,8 +75,15 @@ def test_seed_cost_example_reproduces_with_the_bundled_catalog(catalog):
     assert decision.reasons.startswith("l4 selected: the cheapest option")
 
 
-def test_bundled_catalog_still_prefers_l4_with_its_overheads(catalog):
-    assert select(catalog, 180).selected.gpu == "l4"
+def test_bundled_catalog_still_prefers_l4_with_its_overheads_under_speed_factor_pricing(catalog):
+    assert select(catalog, 180, pricing="speed_factor").selected.gpu == "l4"
+
+
+def test_bundled_catalog_prices_every_option_with_the_model_by_default(catalog):
+    decision = select(catalog, 180)
+    assert decision.pricing == "model"
+    assert {o.speed_source for o in decision.options} == {"model"}
+    assert all(o.estimate and o.estimate["frames"] == 5400 for o in decision.options)
 
 
 def test_a_deadline_changes_the_choice():
@@ -99,6 +107,7 @@ def test_equal_cost_is_broken_by_runtime():
     cheap_l4 = parse_catalog(
         {
             "transfer_overhead_s": 0,
+            "pricing": "speed_factor",
             "gpus": {
                 "t4": {
                     "accelerator": "nvidia-tesla-t4",
