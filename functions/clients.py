@@ -80,6 +80,9 @@ def job_client() -> "aiplatform_v1.JobServiceClient":
 
 def publish(topic_id: str, payload: dict[str, Any], **attributes: str) -> str:
     """Publish one JSON message and wait until Pub/Sub has it (returns its id)."""
+    from functions import timing
+
     topic = publisher().topic_path(config().project, topic_id)
     data = json.dumps(payload, separators=(",", ":")).encode()
-    return publisher().publish(topic, data, **attributes).result(timeout=60)
+    with timing.span("publish"):
+        return publisher().publish(topic, data, **attributes).result(timeout=60)

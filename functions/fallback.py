@@ -47,7 +47,7 @@ from catalog.model import ON_DEMAND, SPOT, Catalog, load_catalog
 from catalog.select import Block, Decision, Option, format_usd, select
 from common import layout
 from common.logs import get_logger
-from functions import clients, memory
+from functions import clients, memory, timing
 from functions.config import Config
 from functions.insert_errors import InsertError, InsertFailure, classify_insert_error
 from functions.experiments import vm_gave_up
@@ -67,6 +67,7 @@ def catalog() -> Catalog:
 def launch_fallback(job_id: str) -> JobState | None:
     """Provision the job's VM (one pass over the options), or schedule the next pass, or give up."""
     token, now = uuid.uuid4().hex, time.time()
+    timing.note(job_id=job_id)
     cfg = clients.config()
     current = store().get(job_id)
     if current is None:
@@ -134,13 +135,15 @@ class _Launch:
     def __init__(self, state: JobState, token: str) -> None:
         self.state, self.token = state, token
         self.job_id = state.job_id
-        self.learned = memory.learned_speeds()
-        # The first pass skips what other jobs found empty lately; later passes, after a
-        # backoff, probe everything again (stockouts are short-lived).
-        self.blocked: list[Block] = memory.known_blocks() if state.fallback.launch_pass == 1 else []
+        with timing.span("memory"):
+            self.learned = memory.learned_speeds()
+            # The first pass skips what other jobs found empty lately; later passes, after a
+            # backoff, probe everything again (stockouts are short-lived).
+            self.blocked: list[Block] = memory.known_blocks() if state.fallback.launch_pass == 1 else []
 
     def plan(self, blocked: list[Block] | None = None) -> Decision:
-        return plan(self.state, self.blocked if blocked is None else blocked, self.learned, clients.config().use_spot)
+        with timing.span("selection"):
+            return plan(self.state, self.blocked if blocked is None else blocked, self.learned, clients.config().use_spot)
 
     def run_pass(self, decision: Decision, reserved: bool, others: float) -> JobState | None:
         cfg, job_id, fb = clients.config(), self.job_id, self.state.fallback
@@ -245,10 +248,10 @@ def plan(state: JobState, blocked: list[Block], learned: LearnedSpeeds | None, u
 def _pinned(state: JobState) -> list[Block]:
     """An operator's choice (``avmonitor launch --gpu/--spot/--on-demand``), as blocks on everything else."""
     fb = state.fallback
-    blocks = [Block(gpu=g, reason=f"the operator asked for {fb.pinned_gpu}") for g in catalog().gpus
+    blocks = [Block(gpu=g, reason=f"the operator asked for {fb.pinned_gpu}") for g in catalog().options
               if fb.pinned_gpu and g != fb.pinned_gpu]
     if fb.pinned_provisioning == "spot":
-        blocks += [Block(gpu=g, provisioning="on-demand", reason="the operator asked for Spot") for g in catalog().gpus]
+        blocks += [Block(gpu=g, provisioning="on-demand", reason="the operator asked for Spot") for g in catalog().options]
     return blocks
 
 
@@ -258,7 +261,8 @@ def _preferred(state: JobState) -> list[Block]:
     if arm is None or not (arm.gpu or arm.provisioning):
         return []
     why = f"experiment {arm.name}, arm {arm.arm}: {' '.join(x for x in (arm.gpu, arm.provisioning) if x)} first"
-    blocks = [Block(gpu=g, reason=why) for g in catalog().gpus if arm.gpu and g != arm.gpu]
+    # Every option by name, the CPU-only machines too (an option's name is its Block.gpu).
+    blocks = [Block(gpu=g, reason=why) for g in catalog().options if arm.gpu and g != arm.gpu]
     other = {SPOT: ON_DEMAND, ON_DEMAND: SPOT}.get(arm.provisioning or "")
     return [*blocks, Block(provisioning=other, reason=why)] if other else blocks
 
@@ -316,19 +320,24 @@ def _insert(cfg: Config, job_id: str, attempt: int, name: str, option: Option, z
     """Create the VM and wait for the operation; None on success (or if it exists already)."""
     from google.cloud import compute_v1
 
-    request = compute_v1.InsertInstanceRequest(
-        project=cfg.project,
-        zone=zone,
-        instance_resource=build_instance(cfg, job_id, attempt, name, option, zone),
-        request_id=req_id,
-    )
+    with timing.span("insert"):  # building the request is part of it (compute_v1's messages are large)
+        request = compute_v1.InsertInstanceRequest(
+            project=cfg.project,
+            zone=zone,
+            instance_resource=build_instance(cfg, job_id, attempt, name, option, zone),
+            request_id=req_id,
+        )
     try:
-        operation = clients.instances_client().insert(request=request)
+        with timing.span("insert"):
+            operation = clients.instances_client().insert(request=request)
     except Conflict:
         return None  # this very VM exists already: an earlier try of ours made it
     except GoogleAPICallError as err:
         return classify_insert_error(InsertError.from_exception(err), option, zone)
-    done = _wait_for_operation(cfg, zone, operation.name)
+    finally:
+        timing.mark("insert_returned")
+    with timing.span("operation_wait"):
+        done = _wait_for_operation(cfg, zone, operation.name)
     if done.error.errors:
         return classify_insert_error(InsertError.from_operation(done), option, zone)
     # DONE without an error, or still running after the wait: the VM is coming up.

@@ -17,8 +17,11 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from functions import timing
+
 # Each handler imports its module on first call: a deployed function loads
 # only what it runs (Compute Engine's and Vertex AI's libraries are slow to import).
+# Each call is timed (``timing.py``: one line per delivery; the import is its own part).
 
 
 def _message(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
@@ -26,6 +29,12 @@ def _message(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
     message: dict[str, Any] = (event.data or {}).get("message", {})
     data = base64.b64decode(message.get("data", "") or b"")
     return data, message.get("attributes") or {}
+
+
+def _timed(function: str, event: CloudEvent):
+    """The delivery's timing (its message's publish time: the delivery's start)."""
+    message = (event.data or {}).get("message", {}) if isinstance(event.data, dict) else {}
+    return timing.delivery(function, timing.publish_time(message.get("publishTime") or event.get("time")))
 
 
 def _job_id(data: bytes, attributes: dict[str, str]) -> str | None:
@@ -56,66 +65,74 @@ def _is_finalize(attributes: dict[str, str]) -> bool:
 
 @functions_framework.cloud_event
 def intake_job_message(event: CloudEvent) -> None:
-    from functions import intake
-
-    data, _ = _message(event)
-    intake.accept_job_message(data)
+    with _timed("intake_job_message", event):
+        with timing.span("import"):
+            from functions import intake
+        data, _ = _message(event)
+        intake.accept_job_message(data)
 
 
 @functions_framework.cloud_event
 def intake_staged_manifest(event: CloudEvent) -> None:
-    from functions import intake
-
-    _, attributes = _message(event)
-    if _is_finalize(attributes) and attributes.get("objectId"):
-        intake.accept_staged_manifest(attributes["objectId"])
+    with _timed("intake_staged_manifest", event):
+        with timing.span("import"):
+            from functions import intake
+        _, attributes = _message(event)
+        if _is_finalize(attributes) and attributes.get("objectId"):
+            intake.accept_staged_manifest(attributes["objectId"])
 
 
 @functions_framework.cloud_event
 def submit_primary(event: CloudEvent) -> None:
-    from functions import primary
-
-    job_id = _job_id(*_message(event))
-    if job_id:
-        primary.submit_primary(job_id)
+    with _timed("submit_primary", event):
+        with timing.span("import"):
+            from functions import primary
+        job_id = _job_id(*_message(event))
+        if job_id:
+            primary.submit_primary(job_id)
 
 
 @functions_framework.cloud_event
 def on_vertex_event(event: CloudEvent) -> None:
-    from functions import vertex_events
-
-    data, _ = _message(event)
-    vertex_events.handle_vertex_event(data)
+    with _timed("on_vertex_event", event):
+        with timing.span("import"):
+            from functions import vertex_events
+        data, _ = _message(event)
+        vertex_events.handle_vertex_event(data)
 
 
 @functions_framework.cloud_event
 def launch_fallback(event: CloudEvent) -> None:
-    from functions import fallback
-
-    job_id = _job_id(*_message(event))
-    if job_id:
-        fallback.launch_fallback(job_id)
+    with _timed("launch_fallback", event):
+        with timing.span("import"):
+            from functions import fallback
+        job_id = _job_id(*_message(event))
+        if job_id:
+            fallback.launch_fallback(job_id)
 
 
 @functions_framework.cloud_event
 def on_output_finalized(event: CloudEvent) -> None:
-    from functions import completion
-
-    _, attributes = _message(event)
-    if _is_finalize(attributes) and attributes.get("objectId"):
-        completion.complete_from_output(attributes["objectId"], attributes.get("objectGeneration"))
+    with _timed("on_output_finalized", event):
+        with timing.span("import"):
+            from functions import completion
+        _, attributes = _message(event)
+        if _is_finalize(attributes) and attributes.get("objectId"):
+            completion.complete_from_output(attributes["objectId"], attributes.get("objectGeneration"))
 
 
 @functions_framework.cloud_event
 def watchdog_tick(event: CloudEvent) -> None:
-    from functions import watchdog
-
-    watchdog.run_watchdog()
+    with _timed("watchdog_tick", event):
+        with timing.span("import"):
+            from functions import watchdog
+        watchdog.run_watchdog()
 
 
 @functions_framework.cloud_event
 def on_dead_letter(event: CloudEvent) -> None:
-    from functions import jobs
-
-    data, attributes = _message(event)
-    jobs.give_up_on_message(data, attributes)
+    with _timed("on_dead_letter", event):
+        with timing.span("import"):
+            from functions import jobs
+        data, attributes = _message(event)
+        jobs.give_up_on_message(data, attributes)

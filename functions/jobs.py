@@ -9,7 +9,7 @@ from typing import Callable
 
 from common import layout
 from common.logs import get_logger
-from functions import clients
+from functions import clients, timing
 from functions.outcome import finish_job
 from functions.state import PRIMARY_STATES, JobState, PrimaryRun, Status
 from functions.store import StateStore
@@ -144,6 +144,8 @@ def request_fallback(job_id: str, reason: str, *, kind: str, custom_job: str | N
     if changed or (state is not None and state.status is Status.FALLBACK_REQUESTED):
         # Re-announcing on a redelivery covers a crash between the write and the publish.
         clients.publish(clients.config().topic_fallback, {"job_id": job_id, "reason": reason}, job_id=job_id)
+        timing.note(job_id=job_id)
+        timing.mark("fallback_published")
         log.warning("primary failed, falling back", job_id=job_id, failure=kind, reason=reason)
     return state
 

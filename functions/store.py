@@ -26,6 +26,7 @@ from google.api_core.exceptions import Aborted, Conflict, FailedPrecondition, No
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from functions import timing
 from functions.state import JobState
 
 JOBS = "jobs"
@@ -65,6 +66,13 @@ def transact(
     8105, 8300; seen here: 10 writers, 20 of 100 updates in 70 s). A
     precondition is the same guarantee on both, without locks.
     """
+    with timing.span("transaction"):
+        return _transact(db, refs, change)
+
+
+def _transact(
+    db: firestore.Client, refs: Sequence[firestore.DocumentReference], change: Callable[[Docs], Docs | None]
+) -> tuple[Docs, bool]:
     for attempt in range(TRANSACTION_ATTEMPTS):
         snapshots = list(db.get_all(refs))
         by_path = {snapshot.reference.path: snapshot for snapshot in snapshots}
@@ -84,6 +92,7 @@ def transact(
         try:
             batch.commit()
         except _LOST_RACE:
+            timing.count("transaction_retries")
             time.sleep(min(0.01 * (attempt + 1), 0.2) * random.uniform(0.5, 1.5))
             continue
         return [new if new is not None else old for old, new in zip(current, proposed)], True
@@ -168,7 +177,8 @@ class StateStore:
         return self._jobs.document(job_id)
 
     def get(self, job_id: str) -> JobState | None:
-        snapshot = self.ref(job_id).get()
+        with timing.span("read"):
+            snapshot = self.ref(job_id).get()
         return JobState.from_document(snapshot.to_dict()) if snapshot.exists else None
 
     def update(self, job_id: str, change: Callable[[JobState | None], JobState | None]) -> tuple[JobState | None, bool]:
