@@ -133,7 +133,8 @@ def clean(compute: Compute) -> Iterator[None]:
     compute.admin("reset", {})
 
 
-OPTION = select(load_catalog(), 180, spot=False).selected  # what the launcher would pick for a 3-minute video
+# A GPU VM as the launcher makes it: the first GPU option the selector weighs for a 3-minute video.
+OPTION = next(o for o in select(load_catalog(), 180, spot=False).options if o.accelerator_count > 0)
 # A CPU-only machine as the catalog's `cpus:` section gives it (no accelerator, count 0, named by its entry's key).
 CPU_OPTION = dataclasses.replace(OPTION, gpu="c3-highcpu-8", machine_type="c3-highcpu-8", accelerator="",
                                  accelerator_count=0, has_nvenc=False)
