@@ -292,7 +292,11 @@ class CaptionOverlay:
 
 
 def _blend(region: np.ndarray, premultiplied: np.ndarray, keep: np.ndarray) -> None:
-    region[...] = ((region * keep + premultiplied) >> 8).astype(np.uint8)
+    # In place in one uint16 scratch (at most 255 * 256: no overflow), rather than four temporary arrays.
+    scratch = np.multiply(region, keep, dtype=np.uint16)
+    np.add(scratch, premultiplied, out=scratch)
+    np.right_shift(scratch, 8, out=scratch)
+    np.copyto(region, scratch, casting="unsafe")
 
 
 def render_caption(text: str, width: int, height: int) -> CaptionOverlay | None:

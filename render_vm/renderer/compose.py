@@ -59,6 +59,10 @@ def init_worker(progress: Queue | None) -> None:
     cv2.setNumThreads(1)
 
 
+def warm_up() -> None:
+    """A no-op task: submitting one per worker makes the pool start them all before the first segment."""
+
+
 @dataclass(frozen=True)
 class SegmentResult:
     number: int

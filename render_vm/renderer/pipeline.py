@@ -79,40 +79,44 @@ def render_job(
     ``on_progress(dict)`` receives ``frames_done``, ``frames_total``, ``stage`` ...
     """
     # Heavy modules (numpy, OpenCV, PyAV) load here, not when the package is imported.
-    from render_vm.renderer.encoder import choose_encoder
+    from render_vm.renderer.encoder import choose_encoder, nvenc_available
+    from render_vm.renderer.segments import plan_segments
 
     started = time.monotonic()
     job_dir, out_path = Path(job_dir), Path(out_path)
     manifest = load_manifest(job_dir)
-    timeline = job_timeline(manifest, job_dir)
-    _check_stills(manifest, job_dir)
     workers = max(1, workers or default_workers())
     threads = max(1, (os.cpu_count() or 1) // workers)
-    try:
-        encoder = choose_encoder(preset, threads)
-    except ValueError as err:
-        raise RenderError(str(err)) from None
+    # The worker processes start (spawn and imports, most of a second of CPU each) and the NVENC
+    # probe runs (one ffmpeg start) while this process probes the narration and hashes the stills:
+    # one after the other, that start-up left a core idle for a second or more before the first frame.
+    with _WorkerPool(min(workers, len(manifest.scenes))) as pool, ThreadPoolExecutor(max_workers=1) as side:
+        nvenc_probe = side.submit(nvenc_available)
+        timeline = job_timeline(manifest, job_dir)
+        _check_stills(manifest, job_dir)
+        nvenc_probe.result()
+        try:
+            encoder = choose_encoder(preset, threads)
+        except ValueError as err:
+            raise RenderError(str(err)) from None
 
-    from render_vm.renderer.segments import plan_segments
-
-    segments = plan_segments(manifest, timeline, job_dir, encoder)
-    progress = _Progress(manifest.job_id, timeline.total_frames, len(segments), on_progress)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial.mp4")
-    try:
-        with tempfile.TemporaryDirectory(prefix=f"render-{manifest.job_id}-") as scratch:
-            keep = Path(segments_dir) if segments_dir is not None else Path(scratch, "segments")
-            keep.mkdir(parents=True, exist_ok=True)
-            audio = Path(scratch, "audio.m4a")
-            with ThreadPoolExecutor(max_workers=1) as audio_thread:
-                mixing = audio_thread.submit(_mix, manifest, timeline, job_dir, audio)
-                peaks = _render_segments(segments, keep, workers, progress, on_segment_done, manifest)
+        segments = plan_segments(manifest, timeline, job_dir, encoder)
+        progress = _Progress(manifest.job_id, timeline.total_frames, len(segments), on_progress)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial.mp4")
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"render-{manifest.job_id}-") as scratch:
+                keep = Path(segments_dir) if segments_dir is not None else Path(scratch, "segments")
+                keep.mkdir(parents=True, exist_ok=True)
+                audio = Path(scratch, "audio.m4a")
+                mixing = side.submit(_mix, manifest, timeline, job_dir, audio)
+                peaks = _render_segments(segments, keep, pool, progress, on_segment_done, manifest)
                 progress.stage("muxing")
                 mixing.result()
-            _concat_and_mux([keep / s.file_name for s in segments], audio, partial, Path(scratch))
-        partial.replace(out_path)
-    finally:
-        partial.unlink(missing_ok=True)
+                _concat_and_mux([keep / s.file_name for s in segments], audio, partial, Path(scratch))
+            partial.replace(out_path)
+        finally:
+            partial.unlink(missing_ok=True)
     wall = time.monotonic() - started
     progress.stage("done")
     report = RenderReport(
@@ -213,16 +217,40 @@ class _Progress:
         )
 
 
+class _WorkerPool:
+    """The worker processes, started as soon as the job is known: ``size`` of them, each one segment at a time."""
+
+    def __init__(self, size: int) -> None:
+        from render_vm.renderer.compose import init_worker, warm_up
+
+        # spawn, not fork: the caller (the cloud worker) may have threads, which fork does not copy safely.
+        context = multiprocessing.get_context("spawn")
+        self.size = max(1, size)
+        self.frames_queue = context.Queue()
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.size, mp_context=context, initializer=init_worker, initargs=(self.frames_queue,)
+        )
+        # The executor spawns a process per submission while none is idle: one no-op each starts them all.
+        for _ in range(self.size):
+            self.executor.submit(warm_up)
+
+    def __enter__(self) -> _WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
 def _render_segments(
     segments: list[Segment],
     keep: Path,
-    workers: int,
+    workers: _WorkerPool,
     progress: _Progress,
     on_segment_done: Callable[[Path], None] | None,
     manifest: Manifest,
 ) -> tuple[float, float]:
     """Render every segment not already in ``keep``; returns the peak RSS (MB) of a worker and of an encoder."""
-    from render_vm.renderer.compose import init_worker, render_segment
+    from render_vm.renderer.compose import render_segment
     from render_vm.renderer.stills import StillError
 
     todo = []
@@ -236,13 +264,8 @@ def _render_segments(
     progress.stage("rendering")
     if not todo:
         return 0.0, 0.0
-    # spawn, not fork: the caller (the cloud worker) may have threads, which fork does not copy safely.
-    context = multiprocessing.get_context("spawn")
-    frames_queue = context.Queue()
+    frames_queue, pool = workers.frames_queue, workers.executor
     peaks = [0.0, 0.0]
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)), mp_context=context, initializer=init_worker, initargs=(frames_queue,)
-    )
     unassigned = [s.number for s in todo]
     running: dict[Future, int] = {}
 
@@ -251,33 +274,30 @@ def _render_segments(
         unassigned.remove(number)
         running[pool.submit(render_segment, segments[number], keep / segments[number].file_name)] = number
 
-    try:
-        # One segment per worker at a time, so the worker that just finished is the one that picks up
-        # the next submission: it gets the following segment, whose first still it already holds.
-        for _ in range(min(workers, len(todo))):
-            submit(None)
-        while running:
-            finished, _ = wait(running, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-            for frames in _drain(frames_queue):
-                progress.add(frames)
-            for future in finished:
-                number = running.pop(future)
-                try:
-                    result = future.result()
-                except StillError as err:
-                    raise ManifestError(_image_field(manifest, err.path), str(err)) from None
-                except Exception as err:  # a worker's failure, pickled back: one line, no worker traceback
-                    raise RenderError(f"{type(err).__name__}: {err}") from None
-                if unassigned:
-                    submit(after=number)
-                peaks = [max(peaks[0], result.worker_peak_rss_mb), max(peaks[1], result.encoder_peak_rss_mb)]
-                progress.segments_done += 1
-                if on_segment_done is not None:
-                    on_segment_done(keep / segments[result.number].file_name)
+    # One segment per worker at a time, so the worker that just finished is the one that picks up
+    # the next submission: it gets the following segment, whose first still it already holds.
+    for _ in range(min(workers.size, len(todo))):
+        submit(None)
+    while running:
+        finished, _ = wait(running, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
         for frames in _drain(frames_queue):
             progress.add(frames)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for future in finished:
+            number = running.pop(future)
+            try:
+                result = future.result()
+            except StillError as err:
+                raise ManifestError(_image_field(manifest, err.path), str(err)) from None
+            except Exception as err:  # a worker's failure, pickled back: one line, no worker traceback
+                raise RenderError(f"{type(err).__name__}: {err}") from None
+            if unassigned:
+                submit(after=number)
+            peaks = [max(peaks[0], result.worker_peak_rss_mb), max(peaks[1], result.encoder_peak_rss_mb)]
+            progress.segments_done += 1
+            if on_segment_done is not None:
+                on_segment_done(keep / segments[result.number].file_name)
+    for frames in _drain(frames_queue):
+        progress.add(frames)
     return peaks[0], peaks[1]
 
 
