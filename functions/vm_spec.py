@@ -71,10 +71,13 @@ def on_host_maintenance(option: Option) -> str:
 
     A VM with GPUs cannot live-migrate, and for a Spot (preemptible) VM
     TERMINATE is "the default and only possible behavior" (compute v1
-    ``Scheduling.onHostMaintenance``; https://cloud.google.com/compute/docs/instances/setting-instance-scheduling-options
-    lists VMs with GPUs attached and Spot VMs among those that can only be
-    stopped). A CPU-only on-demand VM may MIGRATE, GCE's default: a host's
-    maintenance then does not cost the render.
+    ``Scheduling.onHostMaintenance``); "Set the host maintenance policy"
+    (https://cloud.google.com/compute/docs/instances/setting-vm-host-options)
+    lists "VMs that have GPUs attached" and "Spot VMs or preemptible VMs" among
+    the instances that can only stop. A CPU-only on-demand VM may MIGRATE,
+    GCE's default for a standard VM: a host's maintenance then does not cost
+    the render (maxRunDuration and the DELETE action still apply: "Limit VM
+    runtime" lists no restriction on the maintenance policy).
     """
     return "TERMINATE" if has_gpu(option) or option.provisioning == "spot" else "MIGRATE"
 
