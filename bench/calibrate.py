@@ -66,6 +66,7 @@ from render_vm.renderer.encoder import (
 SIZES = ((1280, 720), (1920, 1080))
 FPS = 30
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+SCENE_S = 7.5  # the standard benchmark job's scenes (bench/render.py: 24 in 3 minutes); the model's too
 # Documented default for GCS transfer from a VM in the same region (the loopback stand-in says nothing about it).
 TRANSFER_DEFAULT = {
     "mb_per_s": 100.0,
@@ -91,19 +92,28 @@ def load() -> str:
 
 
 class _Sink:
-    """Stands in for the encoder's stdin: counts the frames; optionally keeps the first ones raw."""
+    """Stands in for the encoder's stdin: a pipe (widened as the renderer's) to a process that discards
+    the frames, so the composer pays for the pipe as in a render; optionally keeps frames
+    [keep_from, keep_from + keep_frames) raw, for the encoders."""
 
-    def __init__(self, frame_bytes: int, keep: Path | None, keep_frames: int) -> None:
-        self.frames, self.frame_bytes = 0, frame_bytes
+    def __init__(self, keep: Path | None, keep_from: int, keep_frames: int) -> None:
+        from render_vm.renderer import compose
+
+        self.frames = 0
+        self.drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        compose._widen_pipe(self.drain.stdin.fileno())
         self.keep = open(keep, "wb") if keep is not None else None
-        self.keep_frames = keep_frames
+        self.keep_from, self.keep_to = keep_from, keep_from + keep_frames
 
     def write(self, data) -> None:
-        if self.keep is not None and self.frames < self.keep_frames:
+        self.drain.stdin.write(data)
+        if self.keep is not None and self.keep_from <= self.frames < self.keep_to:
             self.keep.write(data)
         self.frames += 1
 
     def close(self) -> None:
+        self.drain.stdin.close()
+        self.drain.wait()
         if self.keep is not None:
             self.keep.close()
 
@@ -113,12 +123,12 @@ class _FakeProcess:
         self.stdin = stdin
 
 
-def _compose_worker(segments, keep: str | None, keep_frames: int) -> tuple[int, float, float]:
+def _compose_worker(segments, keep: str | None, keep_from: int, keep_frames: int) -> tuple[int, float, float]:
     """In a worker process: draw `segments` in order with the renderer's own loop. (frames, wall, cpu)."""
     from render_vm.renderer import compose
 
     compose.init_worker(None)
-    sink = _Sink(segments[0].width * segments[0].height * 3 // 2, Path(keep) if keep else None, keep_frames)
+    sink = _Sink(Path(keep) if keep else None, keep_from, keep_frames)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for segment in segments:
         compose._write_frames(segment, _FakeProcess(sink))
@@ -134,14 +144,14 @@ def _warm() -> float:
     return time.perf_counter() - started
 
 
-def measure_compose(segments, workers: int, keep: Path | None, keep_frames: int) -> dict:
+def measure_compose(segments, workers: int, keep: Path | None, keep_from: int, keep_frames: int) -> dict:
     """All `segments`, split into `workers` contiguous runs, drawn at once. Per-frame wall and CPU seconds."""
     context = multiprocessing.get_context("spawn")
     runs = [segments[i * len(segments) // workers:(i + 1) * len(segments) // workers] for i in range(workers)]
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         list(pool.map(_warm_noop, range(workers)))  # start and import first: startup is measured apart
         wall0 = time.perf_counter()
-        futures = [pool.submit(_compose_worker, run, str(keep) if (keep and i == 0) else None, keep_frames)
+        futures = [pool.submit(_compose_worker, run, str(keep) if (keep and i == 0) else None, keep_from, keep_frames)
                    for i, run in enumerate(runs) if run]
         results = [f.result() for f in futures]
         wall = time.perf_counter() - wall0
@@ -165,17 +175,26 @@ def measure_startup() -> float:
 # --------------------------------------------------------------------------- encoding
 
 
-def measure_encode(raw: Path, width: int, height: int, frames: int, preset: str, threads: int, out: Path) -> dict:
+def _encode_once(raw: Path, width: int, height: int, frames: int, preset: str, threads: int, out: Path):
     encoder = Encoder("libx264", preset, threads)
     command = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-framerate", str(FPS), *COLOUR_TAGS,
-        "-i", str(raw), *encoder.args, "-an", "-f", "mp4", str(out),
+        "-i", str(raw), "-frames:v", str(frames), *encoder.args, "-an", "-f", "mp4", str(out),
     ]
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
     subprocess.run(command, check=True)
-    wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
-    return {"wall_s": wall / frames, "cpu_s": cpu / frames, "bytes_per_frame": out.stat().st_size / frames}
+    return time.perf_counter() - wall0, cpu_seconds() - cpu0
+
+
+def measure_encode(raw: Path, width: int, height: int, frames: int, preset: str, threads: int, out: Path,
+                   start: tuple[float, float] = (0.0, 0.0)) -> dict:
+    """Per frame, net of one encoder's start (`start`: wall, CPU of encoding one frame), which the model
+    counts per segment: the renderer starts one encoder per scene."""
+    wall, cpu = _encode_once(raw, width, height, frames, preset, threads, out)
+    size = out.stat().st_size
+    return {"wall_s": max(0.0, wall - start[0]) / (frames - 1), "cpu_s": max(0.0, cpu - start[1]) / (frames - 1),
+            "bytes_per_frame": size / frames}
 
 
 def measure_nvenc(raw: Path, width: int, height: int, frames: int, out: Path) -> dict | None:
@@ -285,9 +304,9 @@ def calibrate_size(width: int, height: int, scratch: Path, quick: bool) -> dict:
     from render_vm.renderer.segments import plan_segments
     from render_vm.sample_job import make_sample_job
 
-    scenes = 2 if quick else 4  # 2 s each: 4 or 8 s of video
+    scenes = 2  # of SCENE_S each: the motion per frame and the share of crossfade frames of a typical job
     job = scratch / f"job-{height}"
-    make_sample_job(job, scenes=scenes, width=width, height=height, fps=FPS, seconds_per_scene=2.0,
+    make_sample_job(job, scenes=scenes, width=width, height=height, fps=FPS, seconds_per_scene=SCENE_S,
                     job_id=f"calibrate-{height}")
     prepare_s, scene_count = prepare_seconds(job)
     assets = sum(f.stat().st_size for f in job.rglob("*") if f.is_file())  # what a VM downloads
@@ -296,13 +315,14 @@ def calibrate_size(width: int, height: int, scratch: Path, quick: bool) -> dict:
     segments = plan_segments(manifest, timeline, job, Encoder("libx264", DEFAULT_PRESET, 1))
     repeats = 1 if quick else 3
     cores = os.cpu_count() or 1
-    keep_frames = 30 if quick else 60
+    keep_frames = 45 if quick else 90
+    keep_from = round((SCENE_S - 1.5) * FPS)  # frames around the first crossfade: both kinds of frame
     raw = scratch / f"raw-{height}.yuv"
 
     compose: dict[int, dict] = {}
     for workers in range(1, cores + 1):
-        runs = [measure_compose(segments, workers, raw if (workers == 1 and r == 0) else None, keep_frames)
-                for r in range(repeats)]
+        runs = [measure_compose(segments, workers, raw if (workers == 1 and r == 0) else None, keep_from,
+                                keep_frames) for r in range(repeats)]
         compose[workers] = {"wall_s": statistics.median(r["wall_s"] for r in runs),
                             "cpu_s": statistics.median(r["cpu_s"] for r in runs), "frames": runs[0]["frames"]}
         print(f"  {width}x{height} compose on {workers} worker(s): {compose[workers]['wall_s'] * 1000:6.2f} ms wall, "
@@ -312,13 +332,17 @@ def calibrate_size(width: int, height: int, scratch: Path, quick: bool) -> dict:
     speedup = {str(n): round(n * one / c["cpu_s"], 3) for n, c in compose.items()}
     wall_speedup = {str(n): round(compose[1]["wall_s"] / c["wall_s"], 3) for n, c in compose.items()}
 
-    frames = min(keep_frames, compose[1]["frames"])
+    frames = keep_frames
+    starts = [_encode_once(raw, width, height, 1, DEFAULT_PRESET, 1, scratch / f"one-{height}.mp4")
+              for _ in range(repeats + 2)]
+    start = (statistics.median(w for w, _ in starts), statistics.median(c for _, c in starts))
+    print(f"  {width}x{height} encoder start (one frame): {start[0] * 1000:.0f} ms wall, {start[1] * 1000:.0f} ms CPU")
     encode: dict[str, dict] = {}
     for preset in ((DEFAULT_PRESET,) if quick else PRESETS):
         entry = {}
         for threads in sorted({1, cores}):
             times = repeats if preset == DEFAULT_PRESET else 1  # the default is the one the model uses
-            runs = [measure_encode(raw, width, height, frames, preset, threads, scratch / f"enc-{height}.mp4")
+            runs = [measure_encode(raw, width, height, frames, preset, threads, scratch / f"enc-{height}.mp4", start)
                     for _ in range(times)]
             entry[f"threads_{threads}"] = {key: round(statistics.median(r[key] for r in runs), 6)
                                            for key in ("wall_s", "cpu_s", "bytes_per_frame")}
@@ -327,7 +351,7 @@ def calibrate_size(width: int, height: int, scratch: Path, quick: bool) -> dict:
         print(f"  {width}x{height} libx264 {preset:9} crf {X264_CRF}: {one_t['wall_s'] * 1000:6.2f} ms/frame on 1 thread"
               + (f", {entry[f'threads_{cores}']['wall_s'] * 1000:6.2f} on {cores}" if cores > 1 else "")
               + f" ({one_t['bytes_per_frame'] / 1000:.0f} kB/frame)")
-    measure_encode(raw, width, height, frames, DEFAULT_PRESET, 1, scratch / f"seg-{height}.mp4")
+    _encode_once(raw, width, height, frames, DEFAULT_PRESET, 1, scratch / f"seg-{height}.mp4")
     nvenc = measure_nvenc(raw, width, height, frames, scratch / f"nvenc-{height}.mp4")
     extras = measure_audio_and_mux(job, scratch / f"seg-{height}.mp4", frames / FPS, scratch)
     raw.unlink(missing_ok=True)
@@ -340,6 +364,8 @@ def calibrate_size(width: int, height: int, scratch: Path, quick: bool) -> dict:
             "speedup": speedup,
             "wall_speedup": wall_speedup,
         },
+        "encoder_start_s": round(start[0], 4),
+        "encoder_start_cpu_s": round(start[1], 4),
         "encode_x264": encode,
         "nvenc": nvenc if nvenc is not None else {"wall_s": None, "note": "not measured: no GPU"},
         "audio_mix_s_per_min": round(extras["audio_mix_s_per_min"], 3),

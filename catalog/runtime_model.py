@@ -4,7 +4,7 @@ This renderer composes every frame on the CPU (numpy/OpenCV, one worker
 process per pair of cores, each feeding its own encoder) and uses a GPU only
 for NVENC encoding. So a job of F frames on a machine with V vCPUs takes
 
-    render_s   = F x (compose_s / usable_cores(V) + encode_s)
+    render_s   = F x (compose_s / usable_cores(V) + encode_s) x granularity
                  + audio_mix_s / usable_cores(V) + start_s + mux_s
     runtime_s  = render_s + boot_s + transfer_s
 
@@ -25,9 +25,17 @@ for NVENC encoding. So a job of F frames on a machine with V vCPUs takes
   The speed-ups are CPU-time efficiencies (N x CPU per frame at 1 / at N), so
   other load on the calibrating machine does not count as lost scaling; what
   does count is what N busy workers cost each other (caches, memory, SMT).
+- granularity: the renderer draws one segment per scene, W at a time
+  (W = max(2, V // 2) workers, as ``pipeline.default_workers``, at most one per
+  segment); the last round of segments runs with fewer workers busy, and a
+  worker does not go faster for it, so the frames take ceil(S / W) x W / S
+  times the evenly shared figure (S segments; 1 when S is a multiple of W, 4/3
+  for 3 segments on 2 workers). NVENC's share is not scaled: one engine serves
+  every worker.
 - audio_mix_s: the mix (which runs beside the frames, on the same cores), CPU
   seconds per minute of video; start_s: spawning a worker and preparing the job
-  (per scene); mux_s: concat + stream copy, per minute of video.
+  (per scene), and starting one encoder per scene (its CPU seconds, spread over
+  the usable cores like the frames); mux_s: concat + stream copy, per minute.
 - transfer_s: the job's inputs and its output through Cloud Storage at the
   calibration's stated rate (a documented default, not a cloud measurement).
 
@@ -81,6 +89,7 @@ class SizeCosts:
     mux_s_per_min: float
     prepare_s_per_scene: float
     assets_bytes_per_scene: float
+    encoder_start_s: float = 0.0  # CPU s to start one encoder (one per scene, so per segment)
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,9 @@ class Estimate:
     boot_s: float
     transfer_s: float
     scaling: str  # how usable_cores was found
+    segments: int = 1
+    workers: int = 1
+    granularity: float = 1.0  # ceil(segments / workers) x workers / segments
     cpu_s: float = 0.0  # CPU seconds the render takes (on the CPU; NVENC's work excluded): load-independent
 
     @property
@@ -125,8 +137,10 @@ class Estimate:
     def terms(self) -> str:
         """The arithmetic in one line, for the estimate's table and the decision's reasons."""
         nvenc = " (NVENC assumed)" if self.encode_source == "assumed" else ""
+        rounds = (f" (x{self.granularity:.2f}: {self.segments} segments on {self.workers} workers)"
+                  if self.granularity > 1.0001 else "")
         return (f"{self.frames} fr: compose {self.compose_s:.0f}s on {self.usable_cores:.1f}/{self.vcpus} cores "
-                f"+ encode {self.encode_s:.0f}s {self.encoder}{nvenc} + other {self.other_s:.0f}s "
+                f"+ encode {self.encode_s:.0f}s {self.encoder}{nvenc}{rounds} + other {self.other_s:.0f}s "
                 f"+ boot {self.boot_s:.0f}s + transfer {self.transfer_s:.0f}s")
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +150,7 @@ class Estimate:
             "encode_source": self.encode_source, "other_s": round(self.other_s, 1),
             "render_s": round(self.render_s, 1), "boot_s": round(self.boot_s, 1),
             "transfer_s": round(self.transfer_s, 1), "scaling": self.scaling, "cpu_s": round(self.cpu_s, 1),
+            "segments": self.segments, "workers": self.workers, "granularity": round(self.granularity, 3),
         }
 
 
@@ -150,6 +165,11 @@ def parallel_fraction(speedups: Mapping[int, float]) -> float | None:
 
 def usable_cores(vcpus: int, p: float) -> float:
     return 1 / ((1 - p) + p / vcpus)
+
+
+def renderer_workers(vcpus: int) -> int:
+    """The renderer's worker count on `vcpus` (render_vm.renderer.pipeline.default_workers; a test holds them equal)."""
+    return max(2, vcpus // 2)
 
 
 def estimate(
@@ -179,7 +199,9 @@ def estimate(
         scaling = (f"Amdahl p={p:.3f} fitted to 1..{measured_to} workers"
                    + (f", extrapolated to {vcpus}" if vcpus > measured_to else ""))
     cores = usable_cores(vcpus, p)
-    compose_s = frames * costs.compose_s / cores
+    workers = min(renderer_workers(vcpus), scenes)
+    granularity = math.ceil(scenes / workers) * workers / scenes
+    compose_s = frames * costs.compose_s / cores * granularity
     if has_nvenc:
         if costs.nvenc_s is not None:
             per_frame, source = costs.nvenc_s, "measured"
@@ -187,21 +209,24 @@ def estimate(
             per_frame, source = costs.pixels / (1920 * 1080 * ASSUMED_NVENC_FPS), "assumed"
         encoder, encode_s = "h264_nvenc", frames * per_frame
     else:
-        encoder, encode_s, source = f"libx264 {preset}", frames * costs.encode_s[preset] / cores, "measured on the CPU"
+        encoder, source = f"libx264 {preset}", "measured on the CPU"
+        encode_s = frames * costs.encode_s[preset] / cores * granularity
     minutes = video_length_s / 60
+    encoder_starts = 0.0 if has_nvenc else scenes * costs.encoder_start_s  # NVENC's start: not measured here
     other_s = (calibration.worker_start_s + scenes * costs.prepare_s_per_scene + minutes * costs.mux_s_per_min
-               + minutes * costs.audio_mix_s_per_min / cores)
+               + (minutes * costs.audio_mix_s_per_min + encoder_starts) / cores)
     transfer_s = 0.0
     if with_transfer:
         megabytes = (scenes * costs.assets_bytes_per_scene + frames * costs.bytes_per_frame[preset]) / 1e6
         transfer_s = calibration.transfer_fixed_s + megabytes / calibration.transfer_mb_per_s
     fixed_s = calibration.worker_start_s + scenes * costs.prepare_s_per_scene + minutes * costs.mux_s_per_min
     cpu_s = (frames * (costs.compose_s + (0.0 if has_nvenc else costs.encode_s[preset]))
-             + minutes * costs.audio_mix_s_per_min + fixed_s)
+             + minutes * costs.audio_mix_s_per_min + encoder_starts + fixed_s)
     return Estimate(
         frames=frames, vcpus=vcpus, usable_cores=cores, compose_s=compose_s, encoder=encoder, encode_s=encode_s,
         encode_source=source, other_s=other_s, render_s=compose_s + encode_s + other_s, boot_s=boot_s,
-        transfer_s=transfer_s, scaling=scaling, cpu_s=cpu_s,
+        transfer_s=transfer_s, scaling=scaling, cpu_s=cpu_s, segments=scenes, workers=workers,
+        granularity=granularity,
     )
 
 
@@ -305,6 +330,7 @@ def _size(name: object, entry: object, preset: str) -> SizeCosts:
                                     zero_ok=True),
         assets_bytes_per_scene=_number(_get(raw, "assets_bytes_per_scene", at), f"{at}.assets_bytes_per_scene",
                                        zero_ok=True),
+        encoder_start_s=_number(_get(raw, "encoder_start_cpu_s", at), f"{at}.encoder_start_cpu_s", zero_ok=True),
     )
 
 

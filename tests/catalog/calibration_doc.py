@@ -14,6 +14,7 @@ def hand_made(**size_overrides):
         "mux_s_per_min": 2.0,
         "prepare_s_per_scene": 0.1,
         "assets_bytes_per_scene": 1_000_000,
+        "encoder_start_cpu_s": 0.09,
         **size_overrides,
     }
     return {

@@ -80,14 +80,15 @@ def test_the_model_arithmetic_on_a_cpu_machine():
     assert e.compose_s == pytest.approx(1800 * 0.010 / 4.5)  # 4 s
     assert e.encode_s == pytest.approx(1800 * 0.030 / 4.5)  # 12 s: libx264 on the vCPUs
     assert e.encoder == "libx264 veryfast" and e.encode_source == "measured on the CPU"
-    # worker start 1 + 8 scenes x 0.1 + mux 2 per minute + audio 4.5 CPU-s per minute on 4.5 cores.
-    assert e.other_s == pytest.approx(1 + 0.8 + 2 + 1)
-    assert e.render_s == pytest.approx(4 + 12 + 4.8)
+    # worker start 1 + 8 scenes x 0.1 + mux 2 per minute
+    # + (audio 4.5 CPU-s per minute + 8 encoder starts x 0.09 CPU-s) on 4.5 cores.
+    assert e.other_s == pytest.approx(1 + 0.8 + 2 + (4.5 + 0.72) / 4.5)
+    assert e.render_s == pytest.approx(4 + 12 + e.other_s)
     # 8 scenes x 1 MB in, 1800 x 10 kB out, at 100 MB/s, plus 2 s.
     assert e.transfer_s == pytest.approx(2 + (8 + 18) / 100)
     assert e.runtime_s == pytest.approx(e.render_s + 90 + e.transfer_s)
     assert "Amdahl p=0.889 fitted to 1..2 workers, extrapolated to 8" == e.scaling
-    assert e.cpu_s == pytest.approx(1800 * 0.040 + 4.5 + 1 + 0.8 + 2)
+    assert e.cpu_s == pytest.approx(1800 * 0.040 + 4.5 + 0.72 + 1 + 0.8 + 2)
 
 
 def test_nvenc_encodes_at_the_assumed_rate_and_says_so():
@@ -112,3 +113,23 @@ def test_one_measured_core_means_linear_and_says_not_measured():
     document["sizes"]["1920x1080"]["compose"]["speedup"] = {"1": 1.0}
     e = estimate(parse_calibration(document), 60, vcpus=8, has_nvenc=False)
     assert e.usable_cores == pytest.approx(8) and "not measured" in e.scaling
+
+
+def test_the_last_round_of_segments_is_not_shared_out():
+    # 3 scenes on 2 vCPUs: 2 workers, 2 rounds, the second with one worker busy: 4/3 of the even share.
+    calibration = parse_calibration(hand_made())
+    e = estimate(calibration, 22.5, vcpus=2, has_nvenc=False, scenes=3)
+    assert (e.segments, e.workers, e.granularity) == (3, 2, pytest.approx(4 / 3))
+    even = 675 * 0.010 / usable_cores(2, 8 / 9)
+    assert e.compose_s == pytest.approx(even * 4 / 3)
+    assert "3 segments on 2 workers" in e.terms()
+    assert estimate(calibration, 30, vcpus=2, has_nvenc=False, scenes=4).granularity == 1.0
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 8, 22, 26])
+def test_the_model_counts_the_renderers_own_workers(monkeypatch, cores):
+    from catalog.runtime_model import renderer_workers
+    from render_vm.renderer import pipeline
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: cores)
+    assert renderer_workers(cores) == pipeline.default_workers()
