@@ -55,6 +55,11 @@ _RATE_METRIC = re.compile(r"OPERATION|RATE|REQUESTS", re.IGNORECASE)
 # CPU-only machine CPUS, C3_CPUS, N2D_CPUS, PREEMPTIBLE_CPUS...): the option may still fit in another region.
 # Only the option is blocked either way: a smaller machine may still fit under the same vCPU limit.
 _ALL_REGIONS_METRIC = re.compile(r"_ALL_REGIONS$")
+# Spot VMs' own quotas (PREEMPTIBLE_CPUS, PREEMPTIBLE_NVIDIA_T4_GPUS...): "To prevent Spot VMs from consuming
+# your quotas for standard VMs' CPUs, GPUs, and disks, consider requesting preemptible quota for Spot VMs"
+# (https://cloud.google.com/compute/docs/instances/create-use-spot). Such a refusal says nothing about the
+# standard quota, so only Spot is blocked there: the same machine on-demand may still fit.
+_SPOT_METRIC = re.compile(r"^PREEMPTIBLE_")
 _METRIC_IN_MESSAGE = re.compile(r"Quota '([A-Za-z0-9_.-]+)' exceeded")
 
 
@@ -129,7 +134,9 @@ def classify_insert_error(error: InsertError, option: Option, zone: str) -> Inse
             return InsertFailure("all-regions-quota", Block(gpu=option.gpu, reason=f"{option.gpu}: {metric} quota"),
                                  detail, remember=True)
         region = region_of(zone)
-        return InsertFailure("region-quota", Block(gpu=option.gpu, location=region, reason=f"{option.gpu}: quota in {region}"),
+        spot_only = "spot" if _SPOT_METRIC.search(metric) else None
+        return InsertFailure("region-quota", Block(gpu=option.gpu, location=region, provisioning=spot_only,
+                                                   reason=f"{option.gpu}{' spot' if spot_only else ''}: quota in {region}"),
                              detail, remember=True)
     if kind == "stockout":
         return InsertFailure("stockout", zone_block, detail, remember=True)

@@ -89,7 +89,6 @@ def cpu_option(option):
         (("QUOTA_EXCEEDED",), "C3_CPUS", "region-quota", "region"),
         (("QUOTA_EXCEEDED",), "N2D_CPUS", "region-quota", "region"),
         (("QUOTA_EXCEEDED",), "CPUS", "region-quota", "region"),
-        (("QUOTA_EXCEEDED",), "PREEMPTIBLE_CPUS", "region-quota", "region"),  # what the stand-in sends for Spot
         (("quotaExceeded",), "C3_CPUS", "region-quota", "region"),  # the synchronous form ([TF-QUOTA]'s C4A_CPUS)
         # The project's vCPUs in every region: no region can take this machine.
         (("QUOTA_EXCEEDED",), "CPUS_ALL_REGIONS", "all-regions-quota", None),
@@ -102,6 +101,18 @@ def test_a_cpu_only_machines_insert_errors_block_that_machine(cpu_option, codes,
     assert failure.block.gpu == "c3-highcpu-22"  # the machine, not the GPUs: they keep their own chances
     assert failure.block.location == {"zone": "us-east4-a", "region": "us-east4", None: None}[location]
     assert failure.block.provisioning is None
+
+
+@pytest.mark.parametrize("metric", ["PREEMPTIBLE_CPUS", "PREEMPTIBLE_NVIDIA_T4_GPUS"])
+def test_a_spot_quota_blocks_spot_in_the_region_and_leaves_on_demand_its_chance(option, cpu_option, metric) -> None:
+    """Spot VMs have quotas of their own (what the stand-in names for a Spot insert): on-demand may still fit."""
+    for which in (option, cpu_option):
+        spot = dataclasses.replace(which, provisioning="spot")
+        failure = classify_insert_error(InsertError(("QUOTA_EXCEEDED",), "text", metric), spot, "us-east4-a")
+        assert (failure.kind, failure.block.location, failure.block.provisioning) == ("region-quota", "us-east4", "spot")
+        assert failure.block.matches(which.gpu, "us-east4-b", "spot")
+        assert not failure.block.matches(which.gpu, "us-east4-b", "on-demand")
+        assert not failure.block.matches(which.gpu, "us-central1-a", "spot")
 
 
 def test_a_cpu_quota_named_only_in_the_message_is_read_from_it(cpu_option) -> None:
