@@ -71,9 +71,9 @@ SCENE_S = 7.5  # the standard benchmark job's scenes (bench/render.py: 24 in 3 m
 TRANSFER_DEFAULT = {
     "mb_per_s": 100.0,
     "fixed_s": 2.0,
-    "source": "assumed: 100 MB/s per stream, well under Compute Engine's documented per-VM egress cap of "
-              "2 Gbps per vCPU (https://cloud.google.com/compute/docs/network-bandwidth); 2 s of request "
-              "setup per job. Not measured against Cloud Storage.",
+    "source": "assumed, not measured against Cloud Storage: 100 MB/s, a round figure below Compute Engine's "
+              "per-VM network limits (https://cloud.google.com/compute/docs/network-bandwidth, not re-read "
+              "from here: unverified), and 2 s of request setup per job",
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,9 @@
     python bench/selector.py [--rows 200] [--seconds 2]
 
 The launcher makes one decision per fallback job, so this only has to show the
-selector is never the slow part; it prints one figure per scenario.
+selector is never the slow part; it prints one figure per scenario (the catalog's
+default pricing, the runtime model from catalog/calibration.json, and the design
+note's speed factors).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def main() -> None:
         "spot + blocks + learned": lambda: select(
             catalog, 180, deadline_s=900, spot=True, blocked=blocks, learned=learned
         ),
+        "speed_factor pricing": lambda: select(catalog, 180, pricing="speed_factor"),
     }
     print(f"catalog: {args.rows} GPU rows, validated in {load_ms:.1f} ms")
     for name, run in scenarios.items():

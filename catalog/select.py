@@ -326,18 +326,18 @@ def _reasons(options: tuple[Option, ...], selected: Option | None, missed: bool,
     elif missed:
         sentences.append(
             f"No option meets the deadline of {deadline_s:.0f} s; {selected.label} selected as the fastest "
-            f"({selected.runtime_s:.0f} s, {format_usd(selected.cost_usd)})."
+            f"({selected.runtime_s:.0f} s, {_money(selected.cost_usd)})."
         )
     else:
         within = f" that meets the deadline of {deadline_s:.0f} s" if deadline_s is not None else ""
         sentences.append(
             f"{selected.label} selected: the cheapest option{within}, "
-            f"{selected.runtime_s:.0f} s for {format_usd(selected.cost_usd)} ({selected.note})."
+            f"{selected.runtime_s:.0f} s for {_money(selected.cost_usd)} ({selected.note})."
         )
         runner_up = _runner_up(options, selected)
         if runner_up is not None:
             sentences.append(
-                f"Next: {runner_up.label}, {runner_up.runtime_s:.0f} s for {format_usd(runner_up.cost_usd)}."
+                f"Next: {runner_up.label}, {runner_up.runtime_s:.0f} s for {_money(runner_up.cost_usd)}."
             )
     excluded = [f"Excluded {o.label}: {o.excluded}." for o in options if o.excluded]
     sentences += excluded[:_MAX_EXCLUSIONS_TOLD]
@@ -349,3 +349,8 @@ def _reasons(options: tuple[Option, ...], selected: Option | None, missed: bool,
 def _runner_up(options: tuple[Option, ...], selected: Option) -> Option | None:
     others = [o for o in options if o.excluded is None and o.meets_deadline and o is not selected]
     return min(others, key=lambda o: (o.cost_usd, o.runtime_s), default=None)
+
+
+def _money(amount: float) -> str:
+    """To the cent, as format_usd; under 10 cents to a hundredth of a cent, so cheap options stay comparable."""
+    return format_usd(amount) if amount >= 0.10 else f"${amount:.4f}"
