@@ -65,6 +65,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
             "VM_BOOT_TIMEOUT_S": "40",
             "INSERT_RETRY_BACKOFF_S": "0.2",
             "DEAD_LETTER_PATIENCE_S": "0",  # the dead-letter test counts to the limit at once
+            # These tests inject GPU stockouts and quotas, so the fallback must try GPUs; the CPU-only
+            # path (chosen whenever it is cheapest) has its own clouds in test_cpu_fallback.py.
+            "FALLBACK_GPU_ONLY": "true",
         },
     )
     with local:
