@@ -1,6 +1,6 @@
 """Profile the failover's two handlers, warm, in this process, against a local cloud.
 
-    .venv/bin/python bench/failover_profile.py [--calls 30] [--top 25]   (about 40 s)
+    .venv/bin/python bench/failover_profile.py [--calls 30] [--top 25] [--sort tottime]   (about 40 s)
 
 Where ``bench/failover.py`` times the deployed functions from outside and from
 their logs, this runs their plain functions here under cProfile, on job
@@ -61,7 +61,7 @@ def _write(job_id: str, state) -> None:
     store().update(job_id, lambda _: state)
 
 
-def profile(label: str, calls: list, top: int) -> None:
+def profile(label: str, calls: list, top: int, sort: str) -> None:
     from functions import timing
 
     profiler, walls = cProfile.Profile(), []
@@ -76,7 +76,7 @@ def profile(label: str, calls: list, top: int) -> None:
     print(f"\n== {label}: {len(walls)} calls, wall p50 {statistics.median(walls):.1f} ms, "
           f"p90 {walls[int(0.9 * (len(walls) - 1))]:.1f} ms, max {walls[-1]:.1f} ms; load {os.getloadavg()}")
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
     print(out.getvalue())
 
 
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative (default) or tottime (CPU where spent)")
     args = parser.parse_args(argv)
     print(f"load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-failover-profile-") as tmp:
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             clients.job_client().get_custom_job(name=custom_job)
             print(f"one Vertex GET (the handler's first step, not profiled below): {(time.perf_counter() - began) * 1000:.1f} ms")
-            profile("apply_primary_state", [lambda j=j: vertex_events.apply_primary_state(j, vertex_job) for j in ve_ids], args.top)
-            profile("launch_fallback", [lambda j=j: fallback.launch_fallback(j) for j in fl_ids], args.top)
+            profile("apply_primary_state", [lambda j=j: vertex_events.apply_primary_state(j, vertex_job) for j in ve_ids], args.top, args.sort)
+            profile("launch_fallback", [lambda j=j: fallback.launch_fallback(j) for j in fl_ids], args.top, args.sort)
     print(f"load average at end: {os.getloadavg()}")
     return 0
 

@@ -44,7 +44,9 @@ def firestore_client() -> firestore.Client:
 
 @functools.lru_cache(maxsize=1)
 def publisher() -> pubsub_v1.PublisherClient:
-    return pubsub_v1.PublisherClient()
+    # Every publish is waited for (publish() below), so batching only delays it:
+    # the default batch waits up to 10 ms for more messages. One message per batch is sent at once.
+    return pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(max_messages=1))
 
 
 @functools.lru_cache(maxsize=1)

@@ -69,7 +69,10 @@ def launch_fallback(job_id: str) -> JobState | None:
     token, now = uuid.uuid4().hex, time.time()
     timing.note(job_id=job_id)
     cfg = clients.config()
-    current = store().get(job_id)
+    # One round trip for all that the choice and the claim read: the job, the day's spend,
+    # and the fleet's memory; the claim's transaction starts from these snapshots.
+    spend = memory.spend_ref()
+    current, snapshots = store().read_with(job_id, [spend, memory.learned_ref(), memory.capacity_ref()])
     if current is None:
         log.warning("fallback: unknown job", job_id=job_id)
         return None
@@ -78,7 +81,8 @@ def launch_fallback(job_id: str) -> JobState | None:
     # Choose before claiming (choosing has no side effects), so that the claim,
     # the move to vm_launching and the chosen VM's budget reservation are one
     # transaction: no launch holds a claim without its reservation.
-    launch = _Launch(current, token)
+    learned, capacity = (s.to_dict() if s.exists else None for s in snapshots[2:])
+    launch = _Launch(current, token, memory.learned_from(learned), memory.blocks_in(capacity))
     first = launch.plan()
     option = first.selected
     attempt, daily = current.fallback.attempt, catalog().budget.daily_usd
@@ -100,7 +104,7 @@ def launch_fallback(job_id: str) -> JobState | None:
         state.move_to(Status.VM_LAUNCHING, note, attempt=attempt)
         return state, new_spend
 
-    state, _, claimed = store().update_with(job_id, memory.spend_ref(), claim)
+    state, _, claimed = store().update_with(job_id, spend, claim, first=snapshots[:2])
     if state is None or not claimed:
         return _nothing_to_do(state) if state is not None else None
     launch.state = state
@@ -132,14 +136,14 @@ def _ours(token: str):
 class _Launch:
     """One pass of one delivery's launch: select, reserve, try the zones, select again."""
 
-    def __init__(self, state: JobState, token: str) -> None:
+    def __init__(self, state: JobState, token: str, learned: LearnedSpeeds, known_blocks: list[Block]) -> None:
+        """``learned`` and ``known_blocks``: the fleet's memory, as read with the job."""
         self.state, self.token = state, token
         self.job_id = state.job_id
-        with timing.span("memory"):
-            self.learned = memory.learned_speeds()
-            # The first pass skips what other jobs found empty lately; later passes, after a
-            # backoff, probe everything again (stockouts are short-lived).
-            self.blocked: list[Block] = memory.known_blocks() if state.fallback.launch_pass == 1 else []
+        self.learned = learned
+        # The first pass skips what other jobs found empty lately; later passes, after a
+        # backoff, probe everything again (stockouts are short-lived).
+        self.blocked: list[Block] = known_blocks if state.fallback.launch_pass == 1 else []
 
     def plan(self, blocked: list[Block] | None = None) -> Decision:
         with timing.span("selection"):
@@ -404,5 +408,5 @@ def _record_vm(job_id: str, token: str, name: str, zone: str, gpu: str, provisio
         state.move_to(Status.VM_RUNNING, f"VM {name} in {zone}: {gpu} {provisioning}{cost}", instance=name, zone=zone, gpu=gpu)
         return state
 
-    state, _ = store().update(job_id, change)
+    state, _ = store().update(job_id, change, after_own_write=True)  # the claim, or its last reservation, was ours
     return state

@@ -51,10 +51,20 @@ def _change(collection: str, name: str, change) -> tuple[dict | None, bool]:
 # ---------------------------------------------------------------- capacity
 
 
+def capacity_ref():
+    """The capacity document (for a caller that reads it with others in one round trip)."""
+    return _ref(FLEET, "capacity")
+
+
 def known_blocks(now: float | None = None) -> list[Block]:
     """Blocks that have not expired yet."""
+    return blocks_in(_read(FLEET, "capacity"), now)
+
+
+def blocks_in(doc: dict | None, now: float | None = None) -> list[Block]:
+    """The blocks of a capacity document (as read) that have not expired yet."""
     now = time.time() if now is None else now
-    doc = _read(FLEET, "capacity") or {}
+    doc = doc or {}
     return [
         Block(gpu=b.get("gpu"), location=b.get("location"), provisioning=b.get("provisioning"), reason=b.get("reason", ""))
         for b in doc.get("blocks", [])
@@ -159,8 +169,17 @@ def release_spend(key: str) -> None:
 # ---------------------------------------------------------------- learned speeds
 
 
+def learned_ref():
+    """The learned speeds' document (for a caller that reads it with others in one round trip)."""
+    return _ref(FLEET, "learned-speeds")
+
+
 def learned_speeds() -> LearnedSpeeds:
-    doc = _read(FLEET, "learned-speeds")
+    return learned_from(_read(FLEET, "learned-speeds"))
+
+
+def learned_from(doc: dict | None) -> LearnedSpeeds:
+    """The learned speeds of their document, as read (None: nothing learned yet)."""
     return LearnedSpeeds.from_json(json.dumps(doc)) if doc else LearnedSpeeds()
 
 

@@ -157,3 +157,55 @@ def test_reservations_racing_at_the_budget_edge_agree_with_their_jobs(store: Sta
         thread.join()
     holding = {f"edge-{i}/a1" for i in range(10) if store.get(f"edge-{i}").fallback.reserved_usd}
     assert len(holding) == 4 and set(spend.get().to_dict()["launches"]) == holding
+
+
+def _bump(state: JobState | None) -> JobState:
+    state.dead_letters += 1
+    return state
+
+
+def test_a_change_after_its_own_write_starts_from_it_and_loses_nothing_to_a_writer_between(store: StateStore) -> None:
+    other = StateStore(store.db)  # another process: it has not seen our write
+    store.update("own", _create("own"))
+    store.update("own", _bump, after_own_write=True)  # from our own write: no read needed
+    other.update("own", _bump)  # someone else writes between our write and our next change
+    state, changed = store.update("own", _bump, after_own_write=True)  # our snapshot is stale: the retry reads
+    assert changed and state.dead_letters == 3
+    assert other.get("own").dead_letters == 3
+
+
+def test_racing_writers_after_their_own_writes_lose_no_update(store: StateStore) -> None:
+    store.update("race-own", _create("race-own"))
+    stores = [StateStore(store.db) for _ in range(4)]
+    threads = [threading.Thread(target=lambda s=s: [s.update("race-own", _bump, after_own_write=True) for _ in range(10)])
+               for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.get("race-own").dead_letters == 40
+
+
+def test_a_read_with_other_documents_feeds_the_transaction_and_a_change_since_is_retried(store: StateStore) -> None:
+    store.update("batched", _create("batched"))
+    spend = store.db.collection("spend").document("day")
+    state, first = store.read_with("batched", [spend])
+    assert state.job_id == "batched" and [s.exists for s in first] == [True, False]
+    store.update("batched", _bump)  # changed after our read
+
+    def change(state: JobState | None, doc: dict | None):
+        return _bump(state), {"launches": {"batched/a1": 1.0}}
+
+    state, doc, changed = store.update_with("batched", spend, change, first=first)
+    assert changed and state.dead_letters == 2 and doc == {"launches": {"batched/a1": 1.0}}
+    assert store.get("batched").dead_letters == 2
+
+
+def test_a_change_after_its_own_write_reads_nothing_when_nobody_wrote_between(store: StateStore, monkeypatch) -> None:
+    store.update("no-read", _create("no-read"))
+    reads: list[int] = []
+    real = type(store.db).get_all
+    monkeypatch.setattr(type(store.db), "get_all", lambda db, refs, *a, **k: reads.append(1) or real(db, refs, *a, **k))
+    state, changed = store.update("no-read", _bump, after_own_write=True)
+    assert changed and state.dead_letters == 1 and reads == []
+    assert store.get("no-read").dead_letters == 1
