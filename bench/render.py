@@ -73,9 +73,9 @@ def luma_frames(video: Path, limit: int | None = None):
 # --------------------------------------------------------------------------- 1. renderer
 
 
-def bench_renderer(job: Path, out: Path) -> dict:
+def bench_renderer(job: Path, out: Path, preset: str | None = None) -> dict:
     cpu0, wall0 = cpu_seconds(), time.monotonic()
-    report = render_job(job, out)
+    report = render_job(job, out, preset=preset)
     wall, cpu = time.monotonic() - wall0, cpu_seconds() - cpu0
     return {"report": report, "wall_s_per_s": wall / report.video_s, "cpu_s_per_s": cpu / report.video_s}
 
@@ -83,10 +83,10 @@ def bench_renderer(job: Path, out: Path) -> dict:
 # --------------------------------------------------------------------------- 2. encoder floor
 
 
-def bench_floor(video: Path, scratch: Path, workers: int, frames: int) -> dict:
+def bench_floor(video: Path, scratch: Path, workers: int, frames: int, preset: str | None = None) -> dict:
     """Decode ``frames`` of the renderer's output to raw files (one per encoder), then time re-encoding them."""
     threads = max(1, (os.cpu_count() or 1) // workers)  # as render_job sets them
-    encoder = choose_encoder(None, threads)
+    encoder = choose_encoder(preset, threads)
     share = frames // workers
     raws = [scratch / f"floor-{i}.yuv" for i in range(workers)]
     handles = [open(raw, "wb") for raw in raws]
@@ -181,13 +181,13 @@ def bench_jitter(scratch: Path) -> dict:
 # --------------------------------------------------------------------------- sections
 
 
-def section_overhead(job: Path, scratch: Path, repeats: int) -> None:
+def section_overhead(job: Path, scratch: Path, repeats: int, preset: str | None) -> None:
     print(f"\noverhead: renderer vs encoder floor, {repeats} pair(s); load average {load_average()}")
     pairs = []
     for i in range(repeats):
-        ours = bench_renderer(job, scratch / "renderer.mp4")
+        ours = bench_renderer(job, scratch / "renderer.mp4", preset)
         report = ours["report"]
-        floor = bench_floor(scratch / "renderer.mp4", scratch, report.workers, min(FLOOR_FRAMES, report.frames))
+        floor = bench_floor(scratch / "renderer.mp4", scratch, report.workers, min(FLOOR_FRAMES, report.frames), preset)
         pairs.append((ours, floor))
         print(f"  pair {i + 1}: renderer {ours['wall_s_per_s']:.3f} s/s wall {ours['cpu_s_per_s']:.3f} CPU-s/s "
               f"({ours['cpu_s_per_s'] / ours['wall_s_per_s']:.2f} cores busy) | floor {floor['wall_s_per_s']:.3f} wall "
@@ -269,6 +269,7 @@ def main() -> int:
     parser.add_argument("--seconds-per-scene", type=float, default=None, help="default 7.5 (4 with --quick)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     parser.add_argument("--repeats", type=int, default=3, help="renderer/floor pairs (the median is reported)")
+    parser.add_argument("--preset", default=None, help="overhead section: this x264 preset (default the renderer's)")
     parser.add_argument("--subsample", type=int, default=5, help="VMAF on every Nth frame")
     parser.add_argument("--rival-seconds", type=float, default=8.0, help="how much of the job moviepy and zoompan make")
     parser.add_argument("--keep", type=Path, default=None, help="keep the job and videos in this folder")
@@ -294,7 +295,7 @@ def main() -> int:
         print(f"job: {scenes} scenes of about {per_scene:g} s, {WIDTH}x{HEIGHT}@{FPS}, narration + music + captions "
               f"(generated in {time.monotonic() - started:.1f} s)")
         if "overhead" in sections:
-            section_overhead(job, scratch, args.repeats)
+            section_overhead(job, scratch, args.repeats, args.preset)
         if "vmaf" in sections:
             section_vmaf(job, scratch, args.subsample, scenes * per_scene)
         if "rivals" in sections:

@@ -34,7 +34,7 @@ import numpy as np
 from bench.timing import cpu_seconds
 from common.manifest import load_manifest
 from render_vm.renderer import compose, render_job
-from render_vm.renderer.encoder import COLOUR_TAGS, Encoder, choose_encoder, ffmpeg_exe
+from render_vm.renderer.encoder import COLOUR_TAGS, Encoder, ffmpeg_exe
 from render_vm.renderer.pipeline import job_timeline
 from render_vm.renderer.segments import plan_segments
 
@@ -136,7 +136,7 @@ def crf_rows(raw: Path, reference: Path, size: tuple[int, int], fps: int, combos
     frames = raw.stat().st_size // (size[0] * size[1] * 3 // 2)
     rows = []
     for preset, crf in combos:
-        args = choose_encoder(preset, 1).args
+        args = Encoder("libx264", preset, 1).args  # x264 even where NVENC answers: CRF is x264's
         args[args.index("-crf") + 1] = str(crf)
         out = scratch / f"crf-{preset}-{crf}.mp4"
         command = [

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from common.manifest import ManifestError
-from render_vm.renderer.encoder import valid_presets
+from render_vm.renderer.encoder import DEFAULT_PRESET, valid_presets
 from render_vm.renderer.pipeline import RenderError, default_workers, render_job
 from render_vm.renderer.progress import ProgressDisplay
 
@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, required=True, help="the MP4 to write")
     parser.add_argument("--workers", type=_positive, default=None, help=f"parallel segments (default {default_workers()})")
     parser.add_argument("--preset", choices=valid_presets(), default=None, metavar="NAME",
-                        help="encoder speed: x264 names (default veryfast); NVENC gets the nearest p1..p7")
+                        help=f"encoder speed: x264 names (default {DEFAULT_PRESET}); NVENC gets the nearest p1..p7")
     parser.add_argument("--segments-dir", type=Path, default=None,
                         help="keep finished segments here; a rerun reuses them (default: a temporary folder)")
     parser.add_argument("--progress-file", type=Path, default=None,

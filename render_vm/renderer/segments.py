@@ -7,7 +7,7 @@ joins are plain cuts that stream copy can make. Frame *n* shows time
 any frame range renders the same pixels wherever it is cut.
 
 A segment's name is a SHA-256 of everything that decides its pixels: the
-renderer's version, size, rate, frame range, encoder and preset, and per
+renderer's version, size, rate, frame range, encoder, preset and CRF, and per
 visible scene the still's bytes, the caption, the times and the motion. A
 restarted render finds finished segments by name and reuses them; change any
 input and the name changes with it.
@@ -74,7 +74,7 @@ class Segment:
             "size": [self.width, self.height],
             "fps": self.fps,
             "frames": [self.first_frame, self.end_frame],
-            "encoder": [self.encoder.name, self.encoder.preset],
+            "encoder": [self.encoder.name, self.encoder.preset, self.encoder.quality],
             "scenes": [
                 {**dataclasses.asdict(scene), "image": None, "index": None} for scene in self.scenes
             ],
