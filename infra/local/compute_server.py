@@ -265,6 +265,13 @@ class ComputeService:
             raise ApiError(
                 400, "Invalid value for field 'resource.machineType': ''. Machine type is required.", reason="invalid"
             )
+        scheduling = spec.get("scheduling") or {}
+        if accelerators(spec) and not is_spot(spec) and scheduling.get("onHostMaintenance", "MIGRATE") != "TERMINATE":
+            # GCE's default is MIGRATE, which a GPU cannot do; Spot VMs only ever TERMINATE.
+            # Sources: the message as quoted on https://cloud.google.com/dataflow/docs/guides/common-errors;
+            # "VMs with GPUs ... must be set to stop" on .../compute/docs/instances/setting-vm-host-options;
+            # Scheduling.OnHostMaintenance (compute v1): TERMINATE is the only behaviour of preemptible VMs.
+            raise ApiError(400, "Instances with guest accelerators do not support live migration.", reason="invalid")
         with self.lock:
             if request_id and request_id in self.request_ids:
                 return copy.deepcopy(self.operations[self.request_ids[request_id]])

@@ -67,6 +67,8 @@ def make_instance(
         instance.guest_accelerators = [
             compute_v1.AcceleratorConfig(accelerator_type=f"zones/{zone}/acceleratorTypes/{gpu}", accelerator_count=1)
         ]
+    if gpu or machine.split("-")[0] in ("a2", "a3", "g2"):  # these machine types come with their GPUs
+        instance.scheduling = compute_v1.Scheduling(on_host_maintenance="TERMINATE")  # a GPU cannot live-migrate
     if scheduling is not None:
         instance.scheduling = scheduling
     return instance
@@ -555,3 +557,14 @@ touch {tmp_path}/done
     wait_for(lambda: (tmp_path / "done").exists())
     assert (tmp_path / "email").read_text() == "render@p.iam.gserviceaccount.com"
     assert (tmp_path / "scopes").read_text().split() == scopes
+
+
+def test_a_gpu_vm_that_would_live_migrate_is_refused(instances: compute_v1.InstancesClient) -> None:
+    """GCE's default maintenance policy is MIGRATE, which a GPU VM cannot do: the insert is a 400."""
+    with pytest.raises(exceptions.BadRequest, match="guest accelerators do not support live migration"):
+        vm = make_instance("vm-gpu-migrate", gpu="nvidia-tesla-t4")
+        vm.scheduling = compute_v1.Scheduling(on_host_maintenance="MIGRATE")
+        insert(instances, vm).result(timeout=30)
+    spot = make_instance("vm-gpu-spot", gpu="nvidia-tesla-t4",
+                         scheduling=compute_v1.Scheduling(provisioning_model="SPOT"))  # Spot only ever terminates
+    insert(instances, spot).result(timeout=30)
