@@ -69,7 +69,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from bench import failover_cloud as fc  # noqa: E402
-from bench.failover_logs import FALLBACK_LOG, PARTS, VERTEX_LOG, Split, hops, service_times_ms, split  # noqa: E402
+from bench.failover_logs import (  # noqa: E402
+    FALLBACK_LOG,
+    PARTS,
+    VERTEX_LOG,
+    Split,
+    hops,
+    outcomes,
+    service_times_ms,
+    split,
+)
 from bench.failover_stats import Figures, Phase, format_table, measure, summarize  # noqa: E402
 from infra.local.cloud import LocalCloud, Ports  # noqa: E402
 from infra.local.testkit import admin  # noqa: E402
@@ -120,6 +129,8 @@ def stage_table(jobs: Sequence[JobTimes]) -> dict[str, Figures]:
     table = {label: summarize(durations_ms(jobs, start, end)) for label, start, end in STAGES}
     splits = [j.split for j in jobs if j.split is not None]
     table["delivery: the emulator (+ relay), both hops"] = summarize([s.delivery_ms for s in splits])
+    table["  to vertex-events (after a NotYet: its redelivery)"] = summarize([s.vertex_hop_ms for s in splits])
+    table["  to fallback-launcher"] = summarize([s.fallback_hop_ms for s in splits])
     table["product: own code, both hops (to insert answered)"] = summarize([s.product_ms for s in splits])
     for key, label in PARTS.items():
         table[f"  {label}"] = summarize([s.parts_ms[key] for s in splits])
@@ -138,6 +149,7 @@ class Results:
     phases: list[Phase] = field(default_factory=list)
     burst_rate: float = 0.0  # jobs/s, first publish to last publish
     service_ms: dict[str, list[float]] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
     up_s: float = 0.0
     run_s: float = 0.0
 
@@ -233,6 +245,10 @@ def run(args: argparse.Namespace, state_dir: Path) -> Results:
             "vertex-events (on_vertex_event)": service_times_ms(cloud.log_dir, VERTEX_LOG, "on_vertex_event"),
             "fallback-launcher (launch_fallback)": service_times_ms(cloud.log_dir, FALLBACK_LOG, "launch_fallback"),
         }
+        results.outcomes = {
+            "vertex-events": outcomes(cloud.log_dir, VERTEX_LOG, "on_vertex_event"),
+            "fallback-launcher": outcomes(cloud.log_dir, FALLBACK_LOG, "launch_fallback"),
+        }
     results.run_s = time.monotonic() - began
     return results
 
@@ -255,6 +271,7 @@ def report(results: Results) -> dict[str, Any]:
         "idle": {"jobs": len(warm), "stages": stage_table(warm)},
         "cold_first_job": {"job_id": cold[0].job_id, "stages": stage_table(cold)} if cold else None,
         "service_ms": {name: summarize(values[1:]) for name, values in results.service_ms.items()},  # first: cold
+        "outcomes": results.outcomes,
         "phases": [asdict(p) for p in results.phases],
         "phase_lines": [p.line() for p in results.phases],
         "cloud_up_s": results.up_s,
@@ -281,6 +298,9 @@ def print_report(data: dict[str, Any]) -> None:
     print()
     print(format_table("Service time: each call's whole length, warm (what a push subscription waits for)",
                        data["service_ms"]))
+    print("  calls (all jobs): " + "; ".join(
+        f"{name} {sum(counts.values())}, raised {counts.get('raised', 0)}" for name, counts in data["outcomes"].items())
+        + " (vertex-events raises NotYet when Vertex's event comes before the primary recorded its job: delivered again)")
     if data["without_vm"]:
         by_status: dict[str | None, int] = {}
         for status in data["without_vm"].values():

@@ -103,6 +103,8 @@ class Split:
     """One job's failover time, split: the emulator's delivery vs the product's own code."""
 
     delivery_ms: float
+    vertex_hop_ms: float  # Vertex's entry -> on_vertex_event began (redeliveries after a NotYet included)
+    fallback_hop_ms: float  # render-fallback message -> launch_fallback began
     product_ms: float
     parts_ms: dict[str, float]  # PARTS keys, plus "other" (the Vertex read, the code between the parts)
     cpu_ms: float
@@ -112,9 +114,21 @@ class Split:
 def split(vertex_failed: float, ve: Hop, fl: Hop) -> Split | None:
     if ve.own_ms is None or fl.own_ms is None or fl.published_at is None:
         return None
+    # The handler of the job's QUEUED entry may have begun before Vertex failed
+    # (it then reads the job FAILED): its delivery is not on the path, and its own time counts from the failure.
     start = max(ve.published_at or vertex_failed, vertex_failed)
-    delivery = (ve.received_at - start) * 1000 + (fl.received_at - fl.published_at) * 1000
-    product = ve.own_ms + fl.own_ms
+    ve_began = max(ve.received_at, vertex_failed)
+    hop1, hop2 = (ve_began - start) * 1000, (fl.received_at - fl.published_at) * 1000
+    product = (ve.mark_at - ve_began) * 1000 + fl.own_ms
     parts = {key: ve.path_parts_ms.get(key, 0.0) + fl.path_parts_ms.get(key, 0.0) for key in PARTS}
     parts["other"] = product - sum(parts.values())
-    return Split(delivery, product, parts, ve.cpu_ms + fl.cpu_ms, ve.retries + fl.retries)
+    return Split(hop1 + hop2, hop1, hop2, product, parts, ve.cpu_ms + fl.cpu_ms, ve.retries + fl.retries)
+
+
+def outcomes(log_dir: Path, function_log: str, function: str) -> dict[str, int]:
+    """How many of ``function``'s calls returned and how many raised (Pub/Sub delivers those again)."""
+    counts: dict[str, int] = {}
+    for entry in _lines(log_dir / function_log):
+        if entry.get("function") == function:
+            counts[entry.get("outcome", "?")] = counts.get(entry.get("outcome", "?"), 0) + 1
+    return counts
