@@ -72,6 +72,7 @@ from bench import failover_cloud as fc  # noqa: E402
 from bench.failover_logs import (  # noqa: E402
     FALLBACK_LOG,
     PARTS,
+    SUBPARTS,
     VERTEX_LOG,
     Split,
     hops,
@@ -134,6 +135,9 @@ def stage_table(jobs: Sequence[JobTimes]) -> dict[str, Figures]:
     table["product: own code, both hops (to insert answered)"] = summarize([s.product_ms for s in splits])
     for key, label in PARTS.items():
         table[f"  {label}"] = summarize([s.parts_ms[key] for s in splits])
+        if key == "transaction":
+            for sub_key, sub_label in SUBPARTS.items():
+                table[f"    {sub_label}"] = summarize([s.parts_ms[sub_key] for s in splits])
     table["  other (Vertex read, code between the parts)"] = summarize([s.parts_ms["other"] for s in splits])
     table["  (CPU of both calls, whole)"] = summarize([s.cpu_ms for s in splits])
     return table

@@ -35,6 +35,8 @@ PARTS = {
     "publish": "publish to render-fallback",
     "insert": "insert request (build + call)",
 }
+# Inside the transactions (not added to the parts above).
+SUBPARTS = {"transaction_read": "(of those: their reads)", "transaction_commit": "(of those: their commits)"}
 
 
 @dataclass
@@ -122,6 +124,7 @@ def split(vertex_failed: float, ve: Hop, fl: Hop) -> Split | None:
     product = (ve.mark_at - ve_began) * 1000 + fl.own_ms
     parts = {key: ve.path_parts_ms.get(key, 0.0) + fl.path_parts_ms.get(key, 0.0) for key in PARTS}
     parts["other"] = product - sum(parts.values())
+    parts.update({key: ve.path_parts_ms.get(key, 0.0) + fl.path_parts_ms.get(key, 0.0) for key in SUBPARTS})
     return Split(hop1 + hop2, hop1, hop2, product, parts, ve.cpu_ms + fl.cpu_ms, ve.retries + fl.retries)
 
 
