@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "catalog" / "calibration.json")
     args = parser.parse_args(argv)
     wall0, cpu0 = time.perf_counter(), cpu_seconds()
+    load_start = os.getloadavg()
     print(f"calibration on {os.cpu_count()} cores, load average {load()} at start")
     scratch = Path(tempfile.mkdtemp(prefix="calibrate-"))
     try:
@@ -401,9 +402,24 @@ def main(argv: list[str] | None = None) -> int:
         transfer_local = measure_transfer(scratch, 16 if args.quick else 64)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    cores, load_end = os.cpu_count() or 1, os.getloadavg()
+    warnings = []
+    if max(load_start[0], load_end[0]) > cores:
+        warnings.append(f"load average {max(load_start[0], load_end[0]):.1f} on {cores} cores while measuring: "
+                        f"other work shared the cores; per-frame CPU figures and speed-ups are noisy, re-run "
+                        f"in a quiet window")
+    for size, entry in sizes.items():
+        for workers, speedup in entry["compose"]["speedup"].items():
+            if speedup > int(workers) * 1.02:
+                warnings.append(f"{size}: measured speed-up {speedup} on {workers} workers is above linear "
+                                f"(noise); the model clips it to linear")
+    for warning in warnings:
+        print(f"  WARNING: {warning}")
     document = {
         "version": 1,
         "machine": machine(),
+        "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in load_end]},
+        "warnings": warnings,
         "quick": args.quick,
         "default_preset": DEFAULT_PRESET,
         "crf": X264_CRF,

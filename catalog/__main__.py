@@ -189,6 +189,7 @@ def _model_table(decision: Decision, calibration: Calibration) -> str:
     if assumed:
         lines.append(f"NVENC {ASSUMED_NVENC_SOURCE}.")
     lines.append(f"transfer: {calibration.transfer_source}")
+    lines += [f"calibration warning: {warning}" for warning in calibration.warnings]
     lines.append("")
     lines.append(decision.reasons)
     return "\n".join(lines)

@@ -102,6 +102,7 @@ class Calibration:
     transfer_mb_per_s: float
     transfer_fixed_s: float
     transfer_source: str
+    warnings: tuple[str, ...] = ()  # what bench/calibrate.py found doubtful about its own figures
 
     def size(self, size: str) -> SizeCosts:
         if size not in self.sizes:
@@ -285,6 +286,7 @@ def parse_calibration(document: object, source: str = "<memory>") -> Calibration
         transfer_mb_per_s=_number(_get(transfer, "mb_per_s", "transfer"), "transfer.mb_per_s"),
         transfer_fixed_s=_number(_get(transfer, "fixed_s", "transfer"), "transfer.fixed_s", zero_ok=True),
         transfer_source=str(transfer.get("source", "")),
+        warnings=tuple(str(w) for w in doc.get("warnings", []) or []),
     )
 
 

@@ -11,7 +11,7 @@ import yaml
 from catalog import Block, CatalogError, load_catalog, parse_catalog, select
 from catalog.__main__ import main
 from catalog.model import DEFAULT_CATALOG_PATH
-from catalog.runtime_model import parse_calibration
+from catalog.runtime_model import load_calibration, parse_calibration
 
 from tests.catalog.calibration_doc import hand_made
 
@@ -167,8 +167,9 @@ def test_the_estimate_command_shows_cpu_machines_beside_gpus_with_the_models_ter
     rows = {line.split()[0]: line for line in out.splitlines()[2:] if line and line.split()[0] in
             ("t4", "a100", *CPUS)}
     assert set(CPUS) <= set(rows)
-    assert "cpu-only" in rows["c3-highcpu-22"] and "x264 veryfast" in rows["c3-highcpu-22"]
-    assert "nvenc assumed" in rows["t4"] and "x264 veryfast" in rows["a100"]
+    x264 = f"x264 {load_calibration(environ={}).default_preset}"  # the renderer's default when calibrated
+    assert "cpu-only" in rows["c3-highcpu-22"] and x264 in rows["c3-highcpu-22"]
+    assert "nvenc assumed" in rows["t4"] and x264 in rows["a100"]
     assert "Amdahl" in out and "NVENC assumed 240 fps" in out
     assert main(["estimate", "--length", "180", "--gpu-only"]) == 0
     assert "excluded: FALLBACK_GPU_ONLY=true" in capsys.readouterr().out
