@@ -354,3 +354,36 @@ def _runner_up(options: tuple[Option, ...], selected: Option) -> Option | None:
 def _money(amount: float) -> str:
     """To the cent, as format_usd; under 10 cents to a hundredth of a cent, so cheap options stay comparable."""
     return format_usd(amount) if amount >= 0.10 else f"${amount:.4f}"
+
+
+def scaled_render_s(
+    catalog: Catalog,
+    render_s: float,
+    video_length_s: float,
+    source: str,
+    target: str,
+    *,
+    size: str = DEFAULT_SIZE,
+    calibration: Calibration | None = None,
+) -> float | None:
+    """`render_s` measured on option `source` (a GPU or CPU-only name), scaled to option `target`.
+
+    By the runtime model's render estimates under pricing "model" (so a render
+    on c3-highcpu-8 can be compared with Vertex's T4), by the speed factors under
+    "speed_factor". None when either option is not in the catalog or cannot be
+    priced (no vCPUs known; a CPU-only machine has no speed factor).
+    """
+    options = catalog.options
+    if source not in options or target not in options:
+        return None
+    ours, theirs = options[source], options[target]
+    if catalog.pricing == PRICING_SPEED_FACTOR:
+        if ours.speed_factor is None or theirs.speed_factor is None:
+            return None
+        return render_s * ours.speed_factor / theirs.speed_factor
+    if ours.vcpus is None or theirs.vcpus is None:
+        return None
+    calibration = calibration or load_calibration()
+    mine, other = (estimate(calibration, video_length_s, vcpus=o.vcpus, has_nvenc=o.has_nvenc, size=size)
+                   for o in (ours, theirs))
+    return render_s * other.render_s / mine.render_s

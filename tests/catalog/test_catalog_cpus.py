@@ -189,3 +189,17 @@ def test_the_short_form_keeps_the_notes_pricing_and_says_so():
     assert catalog.pricing == "speed_factor" and not catalog.cpus
     assert any(line.startswith("pricing: speed_factor") for line in catalog.defaults)
     assert parse_catalog({**note, "pricing": "model"}).pricing == "model"
+
+
+def test_a_render_measured_on_one_option_scales_to_another(calibration):
+    from catalog.select import scaled_render_s
+
+    catalog = load_catalog(environ={})
+    on_t4 = scaled_render_s(catalog, 30.0, 180, "c3-highcpu-8", "t4", calibration=calibration)
+    rows = by_label(select(catalog, 180, calibration=calibration))
+    assert on_t4 == pytest.approx(30.0 * rows["t4"].render_s / rows["c3-highcpu-8"].render_s)
+    assert scaled_render_s(catalog, 30.0, 180, "t4", "t4", calibration=calibration) == pytest.approx(30.0)
+    assert scaled_render_s(catalog, 30.0, 180, "nope", "t4", calibration=calibration) is None
+    by_factors = load_catalog(environ={"CATALOG_PRICING": "speed_factor"})
+    assert scaled_render_s(by_factors, 30.0, 180, "l4", "t4") == pytest.approx(45.0)
+    assert scaled_render_s(by_factors, 30.0, 180, "c3-highcpu-8", "t4") is None
