@@ -17,9 +17,10 @@ overhead  this renderer at its defaults (``render_job``) against the encoder
           pairs' ratios (each pair shares one stretch of the machine's load).
 vmaf      a lossless render of the job (the renderer's frames, ``-qp 0``), then
           one render per x264 preset at the renderer's CRF: speed, bitrate and
-          VMAF against the lossless one (``bench/vmaf.py``); then, per preset,
-          the highest CRF that still reaches VMAF 95 (encoding the lossless
-          frames, a CRF step of 2).
+          VMAF against the lossless one (``bench/vmaf.py``), and the fastest
+          that passes docs/renderer.md's rule (mean VMAF >= 95, 1st percentile
+          >= 93, H.264 High); then, per preset, the highest CRF that still
+          passes (encoding the lossless frames, a CRF step of 2).
 rivals    moviepy 2.x and a plain ffmpeg zoompan graph on the first scenes,
           each scored against its own lossless output (``bench/rivals.py``).
 jitter    a dot at the centre of a still tracked through a Ken Burns scene:
@@ -212,25 +213,28 @@ def section_vmaf(job: Path, scratch: Path, subsample: int, seconds: float) -> No
     reference = scratch / "lossless.mp4"
     vmaf.lossless_render(job, reference, scratch)
     rows = vmaf.preset_rows(job, reference, scratch, vmaf.PRESETS, subsample)
-    print("  preset      s/s wall  CPU-s/s   Mb/s    VMAF mean  harm     p1    min")
+    print("  preset      s/s wall  CPU-s/s   Mb/s    VMAF mean  harm     p1    min  profile")
     for row in rows:
         mark = " <- default" if row["preset"] == DEFAULT_PRESET else ""
         print(f"  {row['preset']:10} {row['wall_s_per_s']:8.3f} {row['cpu_s_per_s']:8.3f} {row['mbps']:6.2f}    "
-              f"{row['vmaf']}{mark}")
+              f"{row['vmaf']}  {row['profile']}{mark}")
     best = vmaf.fastest_passing(rows)
-    print(f"  fastest preset with mean VMAF >= {vmaf.VMAF_TARGET:.0f} at CRF {X264_CRF}: {best['preset'] if best else 'none'}")
+    print(f"  fastest preset at CRF {X264_CRF} with mean VMAF >= {vmaf.VMAF_TARGET:.0f}, 1st percentile >= "
+          f"{vmaf.P1_FLOOR:.0f} and H.264 {vmaf.PROFILE} (docs/renderer.md's rule): {best['preset'] if best else 'none'}")
     raw = scratch / "lossless.yuv"
     vmaf.raw_frames(reference, raw)
-    print(f"  per preset, the CRFs tried (step 2) for the highest with mean VMAF >= {vmaf.VMAF_TARGET:.0f}, encoding "
-          f"the lossless frames on one thread (CPU ms per frame):")
-    print("  preset     CRF  enc ms/frame  Mb/s    VMAF mean  harm     p1    min")
+    print("  per preset, the CRFs tried (step 2) for the highest that passes the same rule, encoding the lossless "
+          "frames on one thread (CPU ms per frame):")
+    print("  preset     CRF  enc ms/frame  Mb/s    VMAF mean  harm     p1    min  profile")
     for preset in vmaf.PRESETS[:4]:
         best, tried = vmaf.highest_crf(raw, reference, (WIDTH, HEIGHT), FPS, preset, X264_CRF, scratch, subsample)
         for row in sorted(tried, key=lambda r: r["crf"]):
             mark = " <- highest passing" if row is best else ""
-            print(f"  {preset:10} {row['crf']:3d} {row['cpu_ms_per_frame']:12.2f} {row['mbps']:6.2f}    {row['vmaf']}{mark}")
+            print(f"  {preset:10} {row['crf']:3d} {row['cpu_ms_per_frame']:12.2f} {row['mbps']:6.2f}    {row['vmaf']}"
+                  f"  {row['profile']}{mark}")
         if best is None:
-            print(f"  {preset:10} none passes in CRF {vmaf.CRF_RANGE[0]}..{vmaf.CRF_RANGE[1]}")
+            print(f"  {preset:10} none passes (a profile other than {vmaf.PROFILE}, or none in CRF "
+                  f"{vmaf.CRF_RANGE[0]}..{vmaf.CRF_RANGE[1]})")
     raw.unlink()
     print(f"  load average at end {load_average()}")
 

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
 from bench.timing import cpu_seconds
@@ -39,7 +40,9 @@ from render_vm.renderer.pipeline import job_timeline
 from render_vm.renderer.segments import plan_segments
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
-VMAF_TARGET = 95.0
+VMAF_TARGET = 95.0  # mean over the scored frames
+P1_FLOOR = 93.0  # the worst 1% of frames
+PROFILE = "High"  # the renderer's documented format
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ def preset_rows(job: Path, reference: Path, scratch: Path, presets: tuple[str, .
         rows.append({
             "preset": preset, "wall_s_per_s": wall / report.video_s, "cpu_s_per_s": cpu / report.video_s,
             "mbps": bitrate_mbps(out, report.video_s), "vmaf": vmaf(out, reference, subsample),
+            "profile": h264_profile(out),
         })
         out.unlink()
     return rows
@@ -150,14 +154,25 @@ def crf_rows(raw: Path, reference: Path, size: tuple[int, int], fps: int, combos
         rows.append({
             "preset": preset, "crf": crf, "cpu_ms_per_frame": 1000 * cpu / frames,
             "mbps": bitrate_mbps(out, frames / fps), "vmaf": vmaf(out, reference, subsample),
+            "profile": h264_profile(out),
         })
         out.unlink()
     return rows
 
 
-def fastest_passing(rows: list[dict], target: float = VMAF_TARGET) -> dict | None:
-    """The first row (rows go fastest first) whose mean VMAF reaches ``target``."""
-    return next((row for row in rows if row["vmaf"].mean >= target), None)
+def h264_profile(video: Path) -> str:
+    with av.open(str(video)) as container:
+        return container.streams.video[0].codec_context.profile or "?"
+
+
+def passes(row: dict) -> bool:
+    """docs/renderer.md's rule: mean VMAF >= 95, 1st percentile >= 93, H.264 High."""
+    return row["vmaf"].mean >= VMAF_TARGET and row["vmaf"].p1 >= P1_FLOOR and row.get("profile", PROFILE) == PROFILE
+
+
+def fastest_passing(rows: list[dict]) -> dict | None:
+    """The first row (rows go fastest first) that passes."""
+    return next((row for row in rows if passes(row)), None)
 
 
 CRF_RANGE = (10, 34)
@@ -165,8 +180,7 @@ CRF_RANGE = (10, 34)
 
 def highest_crf(raw: Path, reference: Path, size: tuple[int, int], fps: int, preset: str, start: int,
                 scratch: Path, subsample: int, step: int = 2) -> tuple[dict | None, list[dict]]:
-    """The highest CRF (from ``start``, in steps of ``step``) whose mean VMAF still reaches the target,
-    and every row tried on the way."""
+    """The highest CRF (from ``start``, in steps of ``step``) that still ``passes``, and every row tried."""
     tried: list[dict] = []
 
     def score(crf: int) -> dict:
@@ -174,15 +188,17 @@ def highest_crf(raw: Path, reference: Path, size: tuple[int, int], fps: int, pre
         return tried[-1]
 
     row = score(start)
-    if row["vmaf"].mean >= VMAF_TARGET:  # climb while it passes
+    if row["profile"] != PROFILE:  # no CRF changes the profile: nothing of this preset can pass
+        return None, tried
+    if passes(row):  # climb while it passes
         while row["crf"] + step <= CRF_RANGE[1]:
             higher = score(row["crf"] + step)
-            if higher["vmaf"].mean < VMAF_TARGET:
+            if not passes(higher):
                 break
             row = higher
         return row, tried
     while row["crf"] - step >= CRF_RANGE[0]:  # else descend until it passes
         row = score(row["crf"] - step)
-        if row["vmaf"].mean >= VMAF_TARGET:
+        if passes(row):
             return row, tried
     return None, tried
