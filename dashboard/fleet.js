@@ -116,8 +116,9 @@ function card(label, value, detail) {
 
 export function speedsPage(root) {
   const out = h("div", { id: "speeds" });
-  root.append(h("h1", {}, "Speeds"), h("p", { class: "muted" }, "Seconds of render per second of video, by GPU: " +
-    "what the catalog assumes against what renders measured (the selector uses the learned figure once it has enough samples)."),
+  root.append(h("h1", {}, "Speeds"), h("p", { class: "muted" }, "Seconds of render per second of video, by GPU and CPU-only machine: " +
+    "what the catalog assumes (the runtime model's for a 180 s video, or under speed_factor pricing the speed factors) against what " +
+    "renders measured (the selector uses the learned figure once it has enough samples)."),
   out);
   poll(async () => {
     const { speeds } = await api("/speeds");
@@ -126,7 +127,7 @@ export function speedsPage(root) {
       { label: `${g.gpu} learned`, value: g.learned_s_per_s, color: COLORS.learned,
         text: g.learned_s_per_s === null ? null : `${num(g.learned_s_per_s)} (${g.samples} samples)` }]);
     replace(out, hbars(rows, { format: (v) => num(v), width: 640, id: "speeds-chart" }),
-      h("table", { class: "table", id: "speeds-table" }, h("thead", {}, h("tr", {}, ["GPU", "catalog s/s", "learned s/s",
+      h("table", { class: "table", id: "speeds-table" }, h("thead", {}, h("tr", {}, ["option", "catalog s/s", "learned s/s",
         "samples", "learned vs catalog", "used by the selector"].map((c) => h("th", {}, c)))),
       h("tbody", {}, speeds.map((g) => h("tr", { "data-gpu": g.gpu }, h("td", {}, g.gpu), h("td", { class: "num" }, num(g.catalog_s_per_s)),
         h("td", { class: "num" }, num(g.learned_s_per_s)), h("td", { class: "num" }, g.samples),

@@ -124,7 +124,7 @@ function renderControls(el, job, after) {
     class: action === "cancel" ? "danger" : "", onclick: () => runControl(job.job_id, action, { ...options, done: after }) },
   label);
   const launchFields = async () => [
-    { name: "gpu", label: "GPU", options: [["", "the selector's choice"], ...(await catalogGpus()).map((g) => [g, g])] },
+    { name: "gpu", label: "GPU or CPU-only machine", options: [["", "the selector's choice"], ...(await catalogGpus()).map((g) => [g, g])] },
     { name: "provisioning", label: "provisioning", options: [["", "the selector's choice"], ["spot", "spot"],
       ["on-demand", "on-demand"]] }];
   replace(el, h("div", { class: "controls" },
@@ -136,8 +136,9 @@ function renderControls(el, job, after) {
 
 let gpus = null;
 
-async function catalogGpus() { // the catalog's GPUs, for the launch's choice (the speeds report lists them)
-  gpus ??= (await api("/speeds")).speeds.filter((g) => g.catalog_s_per_s !== null).map((g) => g.gpu);
+async function catalogGpus() { // the catalog's options (GPUs and CPU-only machines), for the launch's choice
+  // The speeds report lists them (in_catalog), and names only learned after them; any option may be launched.
+  gpus ??= (await api("/speeds")).speeds.filter((g) => g.in_catalog).map((g) => g.gpu);
   return gpus;
 }
 

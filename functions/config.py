@@ -4,6 +4,33 @@ Only endpoints differ between the local cloud and Google Cloud: the Pub/Sub,
 Storage and Firestore clients read ``PUBSUB_EMULATOR_HOST`` /
 ``STORAGE_EMULATOR_HOST`` / ``FIRESTORE_EMULATOR_HOST`` themselves, and Compute Engine / Vertex AI take ``COMPUTE_API_ENDPOINT`` /
 ``VERTEX_API_ENDPOINT``. There is no "local mode".
+
+The functions' settings are the fields of `Config` below (the variable is the
+field's name in capitals unless ``load_config`` says otherwise). The GPU
+catalog has settings of its own, read by ``catalog.model.load_catalog`` (and
+``catalog.runtime_model.load_calibration``) when the fallback launcher, the
+watchdog or ``avmonitor`` loads the catalog, not by `Config`; set them on the
+functions as any other (catalog/model.py is their reference):
+
+=========================  ==================================  ===============================================
+variable                   default                             what it does
+=========================  ==================================  ===============================================
+GPU_CATALOG                catalog/gpu_catalog.yml (bundled)   the catalog file: options, prices, zones, budget
+CATALOG_PRICING            the catalog's ``pricing:``          ``model`` (the runtime model, from the
+                           (bundled: ``model``; the design     renderer's measured costs) or ``speed_factor``
+                           note's short form: speed_factor)    (the design note's baseline / speed_factor)
+CATALOG_CALIBRATION        catalog/calibration.json (bundled)  the runtime model's measured per-frame costs
+BASELINE_T4_SPEED_S_PER_S  the catalog's baseline_s_per_s      render seconds per video second on a T4;
+                           (bundled: 20)                       setting it also selects ``speed_factor`` pricing
+                                                               unless CATALOG_PRICING says otherwise
+FALLBACK_GPU_ONLY          false                               true: CPU-only machines are not launched (they
+                                                               stay in each decision, excluded with that reason)
+=========================  ==================================  ===============================================
+
+A bad value is one line naming the variable (``catalog: CATALOG_PRICING: must be
+one of model, speed_factor, got 'fast'``). ``REGION`` (below) also places the
+short form's entries that list no zones, and ``VIDEO_LENGTH_S`` overrides a
+job's computed length (functions/intake.py).
 """
 
 from __future__ import annotations

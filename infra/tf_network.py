@@ -1,9 +1,10 @@
-"""The render VMs' subnets, one per region the GPU catalog can place a VM in, with their NAT and IAM.
+"""The render VMs' subnets, one per region the catalog can place a VM in, with their NAT and IAM.
 
 A subnet is regional, and the fallback launcher puts a VM in any zone of the
 catalog (us-central1, us-east1, europe-west4, asia-east1, ...): a VM inserted
 in a region with no subnet of its own is an invalid request, which fails the
-job. So every region of the bundled catalog/gpu_catalog.yml's zones gets a
+job. So every region of the bundled catalog/gpu_catalog.yml's zones (of every
+option: its GPUs and its CPU-only machines, ``cpus:``) gets a
 subnet ``fast-render-vms`` in the network ``fast-render``, and the deployment
 region (``var.region``) gets one too when the catalog has no zone there (a
 short-form GPU_CATALOG puts its zones in $REGION). The launcher's
@@ -54,9 +55,12 @@ class NetworkError(ValueError):
 
 
 def catalog_regions() -> list[str]:
-    """The regions of the bundled catalog's zones, in REGION_INDEX order (one clear line for a new one)."""
+    """The regions of the bundled catalog's zones, in REGION_INDEX order (one clear line for a new one).
+
+    Every option's zones: a CPU-only machine is launched like a GPU, so its region needs a subnet too.
+    """
     catalog = load_catalog(DEFAULT_CATALOG_PATH, environ={})
-    regions = {region_of(zone) for gpu in catalog.gpus.values() for zone in gpu.zones}
+    regions = {region_of(zone) for option in catalog.options.values() for zone in option.zones}
     missing = sorted(regions - set(REGION_INDEX))
     if missing:
         raise NetworkError(f"infra/tf_network.py: REGION_INDEX has no number for {', '.join(missing)} "

@@ -10,7 +10,9 @@ from operators.output import console, emit
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_id", metavar="JOB")
-    parser.add_argument("--gpu", help="a GPU of the catalog (default: the selector's choice)")
+    parser.add_argument("--gpu", metavar="NAME",
+                        help="an option of the catalog: a GPU (t4, l4, ...) or a CPU-only machine (c3-highcpu-8, ...); "
+                             "default: the selector's choice")
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--spot", dest="provisioning", action="store_const", const="spot")
     kind.add_argument("--on-demand", dest="provisioning", action="store_const", const="on-demand")

@@ -47,8 +47,23 @@ def _apply(job_id: str, change) -> JobState:
     return state
 
 
+def check_option(catalog, name: str) -> None:
+    """Refuse, in one line that lists the choices, a name that is none of the catalog's options.
+
+    Any option may be asked for: a GPU (t4) or a CPU-only machine (c3-highcpu-8),
+    by the name the catalog gives it (the launcher blocks every other option).
+    """
+    if name in catalog.options:
+        return
+    cpus = f"; CPU-only: {', '.join(catalog.cpus)}" if catalog.cpus else ""
+    raise OperatorError(f"--gpu: {name!r} is not in the catalog; one of: GPUs: {', '.join(catalog.gpus)}{cpus}")
+
+
 def launch(job_id: str, *, gpu: str | None = None, provisioning: str | None = None, operator: str) -> dict[str, Any]:
-    """Render this job on a VM now (the design note's manual launch), optionally on a chosen GPU and provisioning.
+    """Render this job on a VM now (the design note's manual launch), optionally on a chosen option and provisioning.
+
+    `gpu` is any option's name: a GPU's or a CPU-only machine's (the job's state,
+    labels and learned speeds call both ``gpu``).
 
     A job still with the primary gets a VM beside it (a hedge: the first video
     wins, the other renderer is stopped); one waiting for a VM gets the choice
@@ -57,9 +72,9 @@ def launch(job_id: str, *, gpu: str | None = None, provisioning: str | None = No
     """
     from functions.fallback import catalog
 
+    if gpu is not None:
+        check_option(catalog(), gpu)
     get_job(job_id)  # a clear line for an invalid or unknown id
-    if gpu is not None and gpu not in catalog().gpus:
-        raise OperatorError(f"--gpu: {gpu!r} is not in the catalog; one of: {', '.join(catalog().gpus)}")
     if provisioning is not None and provisioning not in PROVISIONING:
         raise OperatorError(f"provisioning: {provisioning!r} is not spot or on-demand")
     choice = " ".join(x for x in (gpu, provisioning) if x) or "the selector's choice"

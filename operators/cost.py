@@ -27,23 +27,31 @@ The rules, one per figure (USD; "price" is the catalog's list price, us-central1
 * **Actual** = every VM attempt + every Vertex run: a hedge pays both. Unknown
   (None) if any part has no price, never a partial sum passed off as the total.
 * **Estimate** = ``fallback.estimated_cost_usd`` (the launch's estimate), plus,
-  if the primary ran, its estimate: ``video_length_s x baseline_s_per_s /
-  speed_factor(Vertex's GPU) + transfer_overhead_s`` at the Vertex price.
+  if the primary ran, its estimate at the Vertex price: under the catalog's
+  ``pricing: model`` (the default) the runtime model's render and transfer on
+  Vertex's machine type (its vCPUs, and NVENC as its GPU has it), under
+  ``speed_factor`` ``video_length_s x baseline_s_per_s / speed_factor(Vertex's
+  GPU) + transfer_overhead_s`` (operators/cost_basis.py).
   **Estimate error** = actual / estimate - 1, for finished jobs only (a running
   job's actual is still growing); the totals give its median.
 * **Vertex equivalent**, what the same render would have cost on Vertex AI:
   for a video a VM rendered, its *measured* render time (``result.wall_s``)
-  scaled by the catalog's speed factors (our GPU's / Vertex's GPU's), plus its
-  measured transfer time (``worker_wall_s - wall_s``), at the Vertex price;
+  scaled from the option it ran on (a GPU or a CPU-only machine) to Vertex's:
+  by the runtime model's ratio of the two machines' renders under ``model``, by
+  the speed factors (ours / Vertex's GPU's) under ``speed_factor``; plus its
+  measured transfer time (``worker_wall_s - wall_s``), at the Vertex price.
   Vertex's own provisioning is not added, so the figure favours Vertex. Without
-  a measured render (no report, or a GPU the catalog lacks) the Vertex estimate
-  above is used (``basis`` says which). For a video Vertex rendered it is what
-  its runs cost. **Saving** = vertex equivalent - actual (negative: Vertex
-  would have been cheaper), for succeeded jobs only.
+  a measured render that can be scaled (no report, an option the catalog lacks,
+  a CPU-only machine under ``speed_factor``, which has no speed factor) the
+  Vertex estimate above is used (``basis`` says which). For a video Vertex
+  rendered it is what its runs cost. **Saving** = vertex equivalent - actual
+  (negative: Vertex would have been cheaper), for succeeded jobs only.
 * **Days** are the jobs' creation days (UTC): a VM that ran past midnight counts
   on the day its job came in. **Speeds**: the render seconds per video second
-  learned per GPU (``functions.memory.learned_speeds()``, median of the kept
-  samples) against the catalog's ``baseline_s_per_s / speed_factor``.
+  learned per option (``functions.memory.learned_speeds()``, median of the kept
+  samples) against the catalog's: the runtime model's for a 180 s video under
+  ``model``, ``baseline_s_per_s / speed_factor`` under ``speed_factor`` (none for
+  a CPU-only machine there). Every option is listed, CPU-only machines too.
 """
 
 from __future__ import annotations
@@ -64,6 +72,12 @@ from catalog.learned import LearnedSpeeds
 from catalog.model import Catalog
 from functions.state import JobState, Status
 from operators import views
+from operators.cost_basis import (
+    speeds,
+    vertex_equivalent,
+    vertex_estimate_usd,
+    vertex_price,
+)
 from operators.output import console, emit, fail, percent
 from operators.views import OperatorError
 
@@ -104,8 +118,9 @@ def vm_attempts(state: JobState, catalog: Catalog, now: float) -> list[dict[str,
                  "end": "current"}] if fb.instance and fb.launched_at else [])
     for attempt in [*fb.previous, *current]:
         start, price = attempt.get("launched_at"), attempt.get("price_per_hour")
-        if price is None and attempt.get("gpu") in catalog.gpus:  # an adopted VM: no launch recorded its price
-            price = catalog.gpus[attempt["gpu"]].price(attempt.get("provisioning") or "on-demand")
+        # An adopted VM: no launch recorded its price. Its name may be a GPU's or a CPU-only machine's.
+        if price is None and attempt.get("gpu") in catalog.options:
+            price = catalog.options[attempt["gpu"]].price(attempt.get("provisioning") or "on-demand")
         end, basis = attempt.get("deleted_at"), "deleted"
         if end is None and attempt.get("ended_at") is not None:
             end, basis = attempt["ended_at"], str(attempt.get("end") or "ended")
@@ -125,7 +140,7 @@ def vertex_runs(state: JobState, catalog: Catalog, runs: dict[str, VertexRun], s
                 now: float) -> list[dict[str, Any]]:
     """Every custom job of the primary with its run time and cost (None: unknown)."""
     machine, accelerator = state.primary.machine_type or shape[0], state.primary.accelerator or shape[1]
-    price = _vertex_price(catalog, machine, accelerator)
+    price = vertex_price(catalog, machine, accelerator)
     names = [p.get("custom_job") for p in state.primary.previous] + [state.primary.custom_job]
     rows = []
     for name in filter(None, names):
@@ -144,15 +159,6 @@ def vertex_runs(state: JobState, catalog: Catalog, runs: dict[str, VertexRun], s
                 row["note"] = f"no Vertex price in the catalog for {machine} + {accelerator}"
         rows.append(row)
     return rows
-
-
-def vertex_estimate_usd(state: JobState, catalog: Catalog, machine: str, accelerator: str) -> float | None:
-    """What rendering the job on Vertex AI is expected to cost: the catalog's speed for its GPU, plus transfer."""
-    price, gpu = _vertex_price(catalog, machine, accelerator), _vertex_gpu(catalog, accelerator)
-    if price is None or gpu is None or not state.video_length_s:
-        return None
-    seconds = state.video_length_s * catalog.baseline_s_per_s / gpu.speed_factor + catalog.transfer_overhead_s
-    return seconds / 3600 * price
 
 
 def job_cost(state: JobState, catalog: Catalog, runs: dict[str, VertexRun], shape: tuple[str, str],
@@ -177,7 +183,7 @@ def job_cost(state: JobState, catalog: Catalog, runs: dict[str, VertexRun], shap
 
     equivalent, basis = None, None
     if state.status is Status.SUCCEEDED:
-        equivalent, basis = _vertex_equivalent(state, catalog, machine, accelerator, vertex_usd, vertex_estimate)
+        equivalent, basis = vertex_equivalent(state, catalog, machine, accelerator, vertex_usd, vertex_estimate)
     saving = equivalent - actual if equivalent is not None and actual is not None else None
     result = state.result
     return {
@@ -195,42 +201,6 @@ def job_cost(state: JobState, catalog: Catalog, runs: dict[str, VertexRun], shap
         "worker_cost_usd": result.cost_usd,  # the renderer's own figure (its time x its price), for comparison
         "open": not finished, "notes": notes,
     }
-
-
-def _vertex_equivalent(state: JobState, catalog: Catalog, machine: str, accelerator: str, vertex_usd: float | None,
-                       vertex_estimate: float | None) -> tuple[float | None, str | None]:
-    result = state.result
-    if result.rendered_by == "vertex":
-        return vertex_usd, "its Vertex runs"
-    price, ours, theirs = _vertex_price(catalog, machine, accelerator), catalog.gpus.get(result.gpu or ""), \
-        _vertex_gpu(catalog, accelerator)
-    if price is not None and ours and theirs and result.wall_s:
-        transfer = max(0.0, (result.worker_wall_s or result.wall_s) - result.wall_s)
-        seconds = result.wall_s * ours.speed_factor / theirs.speed_factor + transfer
-        return seconds / 3600 * price, f"measured on {ours.name}, scaled to {theirs.name}"
-    return vertex_estimate, "Vertex estimate" if vertex_estimate is not None else None
-
-
-def _vertex_price(catalog: Catalog, machine: str, accelerator: str) -> float | None:
-    return catalog.vertex.price_per_hour(machine, accelerator) if catalog.vertex else None
-
-
-def _vertex_gpu(catalog: Catalog, accelerator: str):
-    """The catalog GPU the Vertex accelerator is (for its speed_factor), None if the catalog does not say."""
-    return catalog.gpus.get(catalog.vertex.gpu(accelerator) or "") if catalog.vertex else None
-
-
-def speeds(catalog: Catalog, learned: LearnedSpeeds) -> list[dict[str, Any]]:
-    """Per GPU: the catalog's render seconds per video second against what renders measured."""
-    rows = []
-    for gpu in [*catalog.gpus, *(g for g in learned.samples if g not in catalog.gpus)]:
-        spec, samples = catalog.gpus.get(gpu), learned.samples.get(gpu, [])
-        expected = catalog.baseline_s_per_s / spec.speed_factor if spec else None
-        measured = statistics.median(samples) if samples else None
-        rows.append({"gpu": gpu, "catalog_s_per_s": _round(expected, 3), "samples": len(samples),
-                     "learned_s_per_s": _round(measured, 3), "used_by_selector": learned.s_per_s(gpu) is not None,
-                     "learned_vs_catalog": _round(measured / expected - 1, 4) if measured and expected else None})
-    return rows
 
 
 def build_report(states: list[JobState], catalog: Catalog, runs: dict[str, VertexRun], shape: tuple[str, str],
@@ -376,8 +346,9 @@ def _print(report: dict[str, Any]) -> None:
         days.add_row(d["day"], str(d["jobs"]), *(_money(d[k]) for k in ("vm_usd", "vertex_usd", "actual_usd",
                      "estimate_usd", "vertex_equivalent_usd", "saving_usd")), percent(d["saving_fraction"]),
                      _signed(d["median_estimate_error"]), end_section=i == len(rows) - 2)
-    speeds = _table("render seconds per video second", "GPU", "catalog", "learned", "samples", "learned vs catalog",
-                    "used by the selector")
+    basis = next((g["catalog_basis"] for g in report["speeds"] if g.get("catalog_basis")), None)
+    speeds = _table("render seconds per video second" + (f" (catalog: {basis})" if basis else ""), "option",
+                    "catalog", "learned", "samples", "learned vs catalog", "used by the selector")
     for g in report["speeds"]:
         speeds.add_row(g["gpu"], _number(g["catalog_s_per_s"]), _number(g["learned_s_per_s"]), str(g["samples"]),
                        _signed(g["learned_vs_catalog"]), "yes" if g["used_by_selector"] else "no")

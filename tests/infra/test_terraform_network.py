@@ -1,4 +1,4 @@
-"""The render VMs' subnets in infra/terraform: one in every region the GPU catalog can place a VM in.
+"""The render VMs' subnets in infra/terraform: one in every region the catalog can place a VM in (GPU or CPU-only).
 
 The launcher puts a VM in any zone of the catalog and names its subnet
 ``regions/{region}/subnetworks/fast-render-vms`` with the zone's region
@@ -29,7 +29,8 @@ from infra.tf_hcl import render
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "infra" / "terraform"
 CATALOG = load_catalog(DEFAULT_CATALOG_PATH, environ={})
-CATALOG_ZONES = sorted({zone for gpu in CATALOG.gpus.values() for zone in gpu.zones})
+# Every option's zones: its GPUs' and its CPU-only machines' (a CPU-only VM is launched into a subnet as a GPU one is).
+CATALOG_ZONES = sorted({zone for option in CATALOG.options.values() for zone in option.zones})
 CATALOG_REGIONS = {region_of(zone) for zone in CATALOG_ZONES}
 DEPLOYMENT = "${var.region}"
 RANGE = re.compile(r"^\$\{cidrsubnet\(var\.vm_ip_range, (\d+), (\d+)\)\}$")
@@ -141,6 +142,18 @@ def test_a_catalog_region_with_no_range_number_is_one_line_naming_it(monkeypatch
     assert tfgen.main(["--check"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert re.search(r"REGION_INDEX has no number for us-west1 \(a zone of gpu_catalog.yml\): add it with the next free", line)
+
+
+def test_a_region_only_a_cpu_only_machine_is_in_gets_a_subnet_and_a_new_one_is_one_line(monkeypatch) -> None:
+    gpus = {name: dataclasses.replace(gpu, zones=("us-central1-a",)) for name, gpu in CATALOG.gpus.items()}
+    cpu = next(iter(CATALOG.cpus.values()))
+    only_cpu = dataclasses.replace(CATALOG, gpus=gpus, cpus={cpu.name: dataclasses.replace(cpu, zones=("us-east4-a",))})
+    monkeypatch.setattr(tf_network, "load_catalog", lambda *args, **kwargs: only_cpu)
+    assert tf_network.catalog_regions() == ["us-central1", "us-east4"]
+    elsewhere = dataclasses.replace(only_cpu, cpus={cpu.name: dataclasses.replace(cpu, zones=("me-central1-a",))})
+    monkeypatch.setattr(tf_network, "load_catalog", lambda *args, **kwargs: elsewhere)
+    with pytest.raises(tf_network.NetworkError, match=r"REGION_INDEX has no number for me-central1 \(a zone of"):
+        tf_network.catalog_regions()
 
 
 def test_the_launcher_attaches_each_catalog_zone_s_vm_to_a_declared_subnet(resources, parsed) -> None:

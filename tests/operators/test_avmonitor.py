@@ -148,6 +148,30 @@ def test_cancel_of_a_running_job_deletes_its_vm_and_tells_the_main_app(cloud, ou
     assert again.returncode == 1 and "already cancelled" in again.stderr
 
 
+def test_launch_renders_on_the_named_option_a_cpu_only_machine_too_and_an_unknown_name_is_one_line(
+        cloud, outcomes, vertex, job_dir) -> None:
+    from catalog.model import load_catalog
+    from functions.jobs import store
+
+    catalog = load_catalog()
+    unknown = avmonitor(cloud, "launch", "no-such-job", "--gpu", "a10")
+    [line] = unknown.stderr.strip().splitlines()
+    assert unknown.returncode == 1 and "--gpu: 'a10' is not in the catalog" in line, unknown.stderr
+    assert all(name in line for name in catalog.options), line  # the choices: the GPUs and the CPU-only machines
+    cpu_only = next(iter(catalog.cpus))  # c3-highcpu-8
+    # The primary runs and never finishes (it times out after 120 s): no hedge of the system's own comes first.
+    vertex(mode="timeout", timeout_after_s=120)
+    job_id = _submit(cloud, job_dir)
+    wait_until(lambda: _status_of(job_id) == "primary_running", timeout_s=60)
+    launched = avmonitor(cloud, "launch", job_id, "--gpu", cpu_only, "--on-demand")
+    assert launched.returncode == 0, launched.stderr
+    outcome = outcomes.wait(job_id, timeout_s=120)
+    assert outcome["status"] == "succeeded" and outcome["rendered_by"] == "vm", outcome
+    fb = store().get(job_id).fallback
+    assert (fb.gpu, fb.provisioning, fb.pinned_gpu) == (cpu_only, "on-demand", cpu_only)
+    assert fb.price_per_hour == catalog.cpus[cpu_only].cost_per_hour
+
+
 def test_retry_of_a_failed_job_ends_with_its_video(cloud, outcomes, vertex, job_dir) -> None:
     from catalog.model import load_catalog
     from functions import memory

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -19,14 +20,22 @@ from pathlib import Path
 
 import pytest
 
-from catalog import LearnedSpeeds, load_catalog
+from catalog import LearnedSpeeds, load_catalog, select
+from catalog.runtime_model import estimate, load_calibration
 from functions.state import FallbackRun, JobState, PrimaryRun, RenderResult, Status
 from operators import cost
 from operators.cost import VertexRun
 
 REPO = Path(__file__).resolve().parents[2]
-CATALOG = load_catalog(environ={})
+CATALOG = load_catalog(environ={})  # the bundled catalog: pricing "model", the runtime model's estimates
+SPEED_FACTOR = dataclasses.replace(CATALOG, pricing="speed_factor")  # the design note's speed factors
 SHAPE = ("n1-standard-8", "NVIDIA_TESLA_T4")  # functions/config.py's defaults for the primary
+
+
+def on_vertex_machine(video_s: float):
+    """The runtime model's render on Vertex's machine: n1-standard-8 (8 vCPUs) with a T4 (NVENC)."""
+    return estimate(load_calibration(), video_s, vcpus=8, has_nvenc=True)
+
 VERTEX_PRICE = CATALOG.vertex.price_per_hour(*SHAPE)  # $/h: n1-standard-8 + 1 T4 on Vertex AI
 NOW = 1_800_000_000.0
 T = NOW - 7200  # two hours ago: each job starts then
@@ -45,32 +54,73 @@ def vm_render(gpu: str, wall_s: float, worker_wall_s: float) -> RenderResult:
     return RenderResult(rendered_by="vm", gpu=gpu, wall_s=wall_s, worker_wall_s=worker_wall_s, video_s=180.0)
 
 
-def row(state: JobState, runs: dict[str, VertexRun] | None = None) -> dict:
+def row(state: JobState, runs: dict[str, VertexRun] | None = None, catalog=CATALOG) -> dict:
     never_ran = {JOB + state.job_id: VertexRun(JOB + state.job_id, "JOB_STATE_FAILED", None, T + 5)}
-    return cost.job_cost(state, CATALOG, never_ran if runs is None else runs, SHAPE, NOW)
+    return cost.job_cost(state, catalog, never_ran if runs is None else runs, SHAPE, NOW)
 
 
 def a_vm_job(job_id: str = "on-vm") -> JobState:
-    """The primary was refused for quota (it never ran); an on-demand L4 rendered for 10 minutes, boot included."""
+    """The primary was refused for quota (it never ran); an on-demand L4 ran for 7 minutes, boot included."""
     return job(job_id, Status.SUCCEEDED, primary=PrimaryRun(custom_job=JOB + job_id, failure="quota"),
                fallback=FallbackRun(instance=f"{job_id}-a1", gpu="l4", provisioning="on-demand", price_per_hour=0.50,
-                                    launched_at=T, deleted_at=T + 600, estimated_cost_usd=0.08),
+                                    launched_at=T, deleted_at=T + 420, estimated_cost_usd=0.08),
                result=vm_render("l4", wall_s=240, worker_wall_s=300))
 
 
 def test_a_vm_job_costs_its_vms_life_from_insert_to_delete_and_saves_against_the_same_render_on_vertex() -> None:
     r = row(a_vm_job())
-    assert r["method"] == "vm" and r["vm_s"] == 600 and r["vertex_usd"] == 0  # a refused Vertex job costs nothing
-    assert r["actual_usd"] == pytest.approx(600 / 3600 * 0.50, abs=1e-6)
+    assert r["method"] == "vm" and r["vm_s"] == 420 and r["vertex_usd"] == 0  # a refused Vertex job costs nothing
+    assert r["actual_usd"] == pytest.approx(420 / 3600 * 0.50, abs=1e-6)
     assert r["estimate_usd"] == 0.08
-    assert r["estimate_error"] == pytest.approx((600 / 3600 * 0.50) / 0.08 - 1, abs=1e-4)
+    assert r["estimate_error"] == pytest.approx((420 / 3600 * 0.50) / 0.08 - 1, abs=1e-4)
+    # Vertex's n1-standard-8 + T4 has the L4 VM's 8 vCPUs and NVENC too, so by the runtime model its render of the
+    # video takes as long as the L4's 240 s (this renderer composes on the CPU); plus the 60 s of transfer measured.
+    on_vertex = (240 + 60) / 3600 * VERTEX_PRICE
+    assert r["vertex_equivalent_usd"] == pytest.approx(on_vertex, abs=1e-6)
+    assert r["vertex_equivalent_basis"] == "measured on l4, scaled to t4 (runtime model, n1-standard-8)"
+    assert r["saving_usd"] == pytest.approx(on_vertex - 420 / 3600 * 0.50, abs=1e-6) and r["saving_usd"] > 0
+    assert r["saving_fraction"] == pytest.approx(r["saving_usd"] / on_vertex, abs=1e-4)
+    assert not r["open"] and r["notes"] == []
+
+
+def test_under_speed_factor_pricing_a_vm_render_is_scaled_to_vertex_by_the_catalogs_speed_factors() -> None:
+    r = row(a_vm_job(), catalog=SPEED_FACTOR)
     # On Vertex's T4 the L4's 240 s of rendering take 1.5x as long (the catalog's speed factors), plus the 60 s of transfer.
     on_vertex = (240 * 1.5 / 1.0 + 60) / 3600 * VERTEX_PRICE
     assert r["vertex_equivalent_usd"] == pytest.approx(on_vertex, abs=1e-6)
-    assert r["vertex_equivalent_basis"] == "measured on l4, scaled to t4"
-    assert r["saving_usd"] == pytest.approx(on_vertex - 600 / 3600 * 0.50, abs=1e-6) and r["saving_usd"] > 0
-    assert r["saving_fraction"] == pytest.approx(r["saving_usd"] / on_vertex, abs=1e-4)
-    assert not r["open"] and r["notes"] == []
+    assert r["vertex_equivalent_basis"] == "measured on l4, scaled to t4 (speed factors)"
+    assert r["saving_usd"] == pytest.approx(on_vertex - 420 / 3600 * 0.50, abs=1e-6)
+
+
+def a_cpu_job(job_id: str = "on-cpu", price: float | None = 0.30) -> JobState:
+    """The primary was refused for quota; a CPU-only c3-highcpu-8 rendered the 180 s video in 500 s."""
+    return job(job_id, Status.SUCCEEDED, primary=PrimaryRun(custom_job=JOB + job_id, failure="quota"),
+               fallback=FallbackRun(instance=f"{job_id}-a1", gpu="c3-highcpu-8", provisioning="on-demand",
+                                    price_per_hour=price, launched_at=T, deleted_at=T + 700, estimated_cost_usd=0.06),
+               result=vm_render("c3-highcpu-8", wall_s=500, worker_wall_s=560))
+
+
+def test_a_render_on_a_cpu_only_vm_is_measured_there_and_scaled_to_vertexs_machine_by_the_model() -> None:
+    r = row(a_cpu_job())
+    assert r["actual_usd"] == pytest.approx(700 / 3600 * 0.30, abs=1e-6) and r["gpu"] == "c3-highcpu-8"
+    # The same 8 vCPUs, but Vertex's T4 encodes with NVENC where the CPU-only VM runs libx264 on its cores: the
+    # measured 500 s are scaled by the model's ratio of the two machines' renders (whichever way it goes).
+    cpu = estimate(load_calibration(), 180, vcpus=8, has_nvenc=False)
+    scaled = 500 * on_vertex_machine(180).render_s / cpu.render_s
+    assert r["vertex_equivalent_usd"] == pytest.approx((scaled + 60) / 3600 * VERTEX_PRICE, abs=1e-6)
+    assert r["vertex_equivalent_basis"] == "measured on c3-highcpu-8, scaled to t4 (runtime model, n1-standard-8)"
+    # Under speed_factor pricing a CPU-only machine has no speed factor: the Vertex estimate stands in, and says so.
+    legacy = row(a_cpu_job(), catalog=SPEED_FACTOR)
+    assert legacy["vertex_equivalent_basis"] == "Vertex estimate"
+    assert legacy["vertex_equivalent_usd"] == pytest.approx((180 * 20 / 1.0 + 60) / 3600 * VERTEX_PRICE, abs=1e-6)
+
+
+def test_an_adopted_cpu_only_vm_without_a_recorded_price_is_priced_from_the_catalogs_cpus() -> None:
+    r = row(a_cpu_job("adopted", price=None))
+    [attempt] = r["vm_attempts"]
+    assert attempt["price_per_hour"] == CATALOG.cpus["c3-highcpu-8"].cost_per_hour
+    assert r["actual_usd"] == pytest.approx(700 / 3600 * CATALOG.cpus["c3-highcpu-8"].cost_per_hour, abs=1e-6)
+    assert r["notes"] == []
 
 
 def test_a_preempted_spot_attempt_still_costs_its_time_and_the_relaunch_adds_its_own() -> None:
@@ -102,8 +152,12 @@ def test_a_hedge_pays_for_both_and_when_vertex_wins_the_saving_is_minus_the_vm()
     assert (r["vm_usd"], r["vertex_usd"]) == (pytest.approx(vm, abs=1e-6), pytest.approx(on_vertex, abs=1e-6))
     assert r["actual_usd"] == pytest.approx(vm + on_vertex, abs=1e-6)
     assert r["vertex_equivalent_usd"] == pytest.approx(on_vertex, abs=1e-6) and r["saving_usd"] == pytest.approx(-vm, abs=1e-6)
-    # The estimate is both renders' too: the VM's, plus Vertex's for the 180 s video at the T4's 20 s/s + transfer.
-    assert r["estimate_usd"] == pytest.approx(0.08 + (180 * 20 + 60) / 3600 * VERTEX_PRICE, abs=1e-6)
+    # The estimate is both renders' too: the VM's, plus Vertex's for the 180 s video, by the runtime model on
+    # Vertex's machine (render + transfer), or under speed_factor pricing at the T4's 20 s/s + the catalog's transfer.
+    model = on_vertex_machine(180)
+    assert r["estimate_usd"] == pytest.approx(0.08 + (model.render_s + model.transfer_s) / 3600 * VERTEX_PRICE, abs=1e-6)
+    legacy = row(state, runs, catalog=SPEED_FACTOR)
+    assert legacy["estimate_usd"] == pytest.approx(0.08 + (180 * 20 + 60) / 3600 * VERTEX_PRICE, abs=1e-6)
 
 
 def test_a_vertex_only_job_costs_its_run_from_start_to_end_and_saves_nothing() -> None:
@@ -157,10 +211,20 @@ def test_the_report_totals_per_day_and_overall_and_compares_learned_speeds_with_
     assert totals["actual_usd"] == pytest.approx(3 * one["actual_usd"], abs=1e-5) and totals["compared"] == 3
     assert totals["saving_fraction"] == pytest.approx(one["saving_fraction"], abs=1e-3)
     assert totals["median_estimate_error"] == pytest.approx(one["estimate_error"], abs=1e-4)
-    l4 = next(s for s in report["speeds"] if s["gpu"] == "l4")
-    assert l4["catalog_s_per_s"] == pytest.approx(20 / 1.5, abs=1e-3) and l4["learned_s_per_s"] == 12.0
-    assert l4["learned_vs_catalog"] == pytest.approx(12.0 / (20 / 1.5) - 1, abs=1e-3)
+    # Speeds: every option, CPU-only machines too, at what the selector plans for a 180 s video before learning.
+    speeds = {s["gpu"]: s for s in report["speeds"]}
+    assert set(CATALOG.options) <= set(speeds) and speeds["c3-highcpu-8"]["cpu_only"] and not speeds["l4"]["cpu_only"]
+    planned = {o.gpu: o.render_s / 180 for o in select(CATALOG, 180, spot=True).options}  # spot: h100 is Spot-only
+    for name in CATALOG.options:
+        assert speeds[name]["catalog_s_per_s"] == pytest.approx(planned[name], abs=1e-3), name
+    l4 = speeds["l4"]
+    assert l4["learned_s_per_s"] == 12.0 and l4["catalog_basis"].startswith("runtime model")
+    assert l4["learned_vs_catalog"] == pytest.approx(12.0 / planned["l4"] - 1, abs=1e-3)
     assert l4["samples"] == 3 and not l4["used_by_selector"]  # 5 samples before the selector trusts them
+    legacy = {s["gpu"]: s for s in cost.speeds(SPEED_FACTOR, learned)}
+    assert legacy["l4"]["catalog_s_per_s"] == pytest.approx(20 / 1.5, abs=1e-3)
+    assert legacy["l4"]["learned_vs_catalog"] == pytest.approx(12.0 / (20 / 1.5) - 1, abs=1e-3)
+    assert legacy["c3-highcpu-8"]["catalog_s_per_s"] is None and legacy["c3-highcpu-8"]["in_catalog"]  # no speed factor
     rows = list(csv.DictReader(io.StringIO(cost.to_csv(report))))
     assert [r["job_id"] for r in rows] == ["yesterday", "today-1", "today-2"]
     assert float(rows[0]["actual_usd"]) == pytest.approx(one["actual_usd"]) and rows[0]["vm_attempts"] == "1"
@@ -221,7 +285,9 @@ def test_a_real_fallback_jobs_row_costs_its_vm_from_launch_to_deletion(cloud, ou
     r = next(j for j in json.loads(ran.stdout)["jobs"] if j["job_id"] == job_id)
     assert r["actual_usd"] == pytest.approx((fb.deleted_at - fb.launched_at) / 3600 * fb.price_per_hour, abs=1e-5)
     assert r["actual_usd"] > 0 and r["vm_attempts"][0]["end"] == "deleted" and r["vertex_usd"] == 0
-    assert r["saving_usd"] is not None and r["vertex_equivalent_basis"].startswith("measured on")
+    # Whichever option the selector took (a CPU-only machine when it is the cheapest), its measured render is scaled.
+    assert fb.gpu in CATALOG.options and fb.price_per_hour == CATALOG.options[fb.gpu].price(fb.provisioning)
+    assert r["saving_usd"] is not None and r["vertex_equivalent_basis"].startswith(f"measured on {fb.gpu}, scaled to t4")
     # The other two forms in this process (a process costs seconds of imports): one CSV row, and the tables.
     assert cost.run(argparse.Namespace(since="1h", csv=True, json=False)) == 0
     [line] = [c for c in csv.DictReader(io.StringIO(capsys.readouterr().out)) if c["job_id"] == job_id]

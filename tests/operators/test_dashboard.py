@@ -325,7 +325,7 @@ def test_the_vms_costs_and_speeds_pages_show_the_fleet(cloud, outcomes, vertex, 
     from catalog.model import load_catalog
 
     speeds = tab("/speeds", cloud.env["AVMONITOR_TOKEN"])
-    for gpu in load_catalog().gpus:  # each with the catalog's figure; the VM job's GPU with what it measured
+    for gpu in load_catalog().options:  # each with the catalog's figure, CPU-only machines too; the VM job's with what it measured
         expect(speeds.page.locator(f"#speeds-table tr[data-gpu={gpu}]")).to_be_visible()
     learned = speeds.page.locator(f"#speeds-table tr[data-gpu={_state(vm_job).fallback.gpu}] td").nth(2)
     expect(learned).to_have_text(re.compile(r"^\d+\.\d\d$"))

@@ -211,7 +211,21 @@ def test_control_bodies_are_checked(api: Api, jobs: dict[str, str]) -> None:
     assert "unknown field 'zone'" in error_of(api.post(f"/{jobs['bad']}/launch", {"zone": "x"}), 400)
     assert "takes no fields" in error_of(api.post(f"/{jobs['bad']}/cancel", {"gpu": "l4"}), 400)
     assert "string" in error_of(api.post(f"/{jobs['bad']}/launch", {"gpu": 4}), 400)
+    unknown = error_of(api.post(f"/{jobs['bad']}/launch", {"gpu": "a10"}), 400)  # the choices, CPU-only ones too
+    assert "'a10' is not in the catalog" in unknown and "l4" in unknown and "c3-highcpu-8" in unknown, unknown
     assert _state(jobs["bad"]) == "failed"
+
+
+def test_speeds_list_every_catalog_option_cpu_only_machines_too(api: Api) -> None:
+    from catalog.model import load_catalog
+
+    catalog = load_catalog()
+    rows = {row["gpu"]: row for row in valid("speeds", api.get("/speeds").json())["speeds"]}
+    assert set(catalog.options) <= set(rows)
+    for name in catalog.options:  # the dashboard offers these for a launch
+        assert rows[name]["in_catalog"] and rows[name]["cpu_only"] == (name in catalog.cpus), rows[name]
+    # The bundled catalog prices by the runtime model: a CPU-only machine has an expected speed like any GPU.
+    assert all(rows[name]["catalog_s_per_s"] > 0 for name in catalog.cpus)
 
 
 @pytest.fixture
