@@ -179,7 +179,7 @@ def load_experiments(path: str | Path | None = None, environ: Mapping[str, str] 
                      gpus: Iterable[str] | None = None) -> tuple[Experiment, ...]:
     """Read and validate an experiments file: ``path``, else ``$EXPERIMENTS_FILE``, else the bundled one.
 
-    ``gpus``: the GPU names an arm may prefer (default: the GPU catalog's, ``$GPU_CATALOG``).
+    ``gpus``: the option names an arm may prefer: GPUs and CPU-only machines (default: the catalog's, ``$GPU_CATALOG``).
     """
     env = os.environ if environ is None else environ
     chosen = Path(path) if path is not None else Path(env.get(ENV_EXPERIMENTS, "").strip() or DEFAULT_EXPERIMENTS_PATH)
@@ -189,7 +189,7 @@ def load_experiments(path: str | Path | None = None, environ: Mapping[str, str] 
         raise ExperimentError(f"experiments: {chosen}: cannot read: {err.strerror or err}") from None
     if gpus is None:
         try:
-            gpus = load_catalog(environ=env).gpus
+            gpus = load_catalog(environ=env).options
         except CatalogError as err:
             raise ExperimentError(f"experiments: the GPU catalog the arms name GPUs from is invalid: {err}") from None
     return parse_experiments(_parse_yaml(text, str(chosen)), gpus=gpus)
@@ -236,7 +236,7 @@ def _arm(name: object, data: object, at: str, gpus: tuple[str, ...]) -> Arm:
         raise ExperimentError(f"experiments: {at}.route: must be {' or '.join(ROUTES)}, got {route!r}")
     gpu = raw.get("gpu")
     if gpu is not None and gpu not in gpus:
-        raise ExperimentError(f"experiments: {at}.gpu: must be one of the catalog's GPUs ({', '.join(gpus)}), got {gpu!r}")
+        raise ExperimentError(f"experiments: {at}.gpu: must be one of the catalog's options ({', '.join(gpus)}), got {gpu!r}")
     provisioning = raw.get("provisioning")
     if provisioning is not None and provisioning not in PROVISIONINGS:
         raise ExperimentError(f"experiments: {at}.provisioning: must be {' or '.join(PROVISIONINGS)}, got {provisioning!r}")

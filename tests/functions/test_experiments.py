@@ -107,7 +107,7 @@ def _doc(**arm_fields) -> dict:
     (lambda d: d["experiments"]["e1"].update(active="yes"), "experiments: experiments.e1.active: must be true or false, got 'yes'"),
     (lambda d: d["experiments"]["e1"]["arms"].pop("a"), "experiments: experiments.e1.arms: must be a mapping of two or more arm names to what each changes"),
     (lambda d: d["experiments"]["e1"]["arms"]["b"].update(route="vm"), "experiments: experiments.e1.arms.b.route: must be vertex-first or vm-first, got 'vm'"),
-    (lambda d: d["experiments"]["e1"]["arms"]["b"].update(gpu="k80"), "experiments: experiments.e1.arms.b.gpu: must be one of the catalog's GPUs ("),
+    (lambda d: d["experiments"]["e1"]["arms"]["b"].update(gpu="k80"), "experiments: experiments.e1.arms.b.gpu: must be one of the catalog's options ("),
     (lambda d: d["experiments"]["e1"]["arms"]["b"].update(provisioning="preemptible"), "experiments: experiments.e1.arms.b.provisioning: must be on-demand or spot, got 'preemptible'"),
     (lambda d: d.update(version=2), "experiments: version: must be 1, got 2"),
     (lambda d: d["experiments"].update({"Bad Name": d["experiments"]["e1"]}), "experiments: experiments.Bad Name: names are"),
