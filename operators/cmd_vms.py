@@ -24,8 +24,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(data: dict) -> None:
     table = Table(title=f"{len(data['vms'])} VMs", title_justify="left")
+    # The VM's name and its flags are what a reader acts on: never cut them short, whatever the width
+    # (av-render-<job>-a<n> names are long); the other columns give way first.
+    keep = {"VM": max((len(vm["name"]) for vm in data["vms"]), default=2), "flags": len("ORPHAN STALE")}
     for column in ("VM", "zone", "GPU", "spot", "status", "age", "job", "job state", "cost so far", "heartbeat", "progress", "flags"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=True, min_width=keep.get(column))
     for vm in data["vms"]:
         flags = " ".join(f for f, on in (("[red]ORPHAN[/]", vm["orphan"]), ("[yellow]STALE[/]", vm["stale"])) if on)
         table.add_row(vm["name"], vm["zone"], vm["gpu"] or "-", "yes" if vm["provisioning"] == "spot" else "no",

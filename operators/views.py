@@ -205,7 +205,7 @@ def list_vms(stale_after_s: float | None = None) -> list[dict[str, Any]]:
                 "job_state": state.status.value if state else None,
                 "attempt": labels.get(layout.ATTEMPT_LABEL),
                 "price_per_hour": price,
-                "cost_so_far_usd": round(vm_age / 3600 * price, 4) if price and vm_age else None,
+                "cost_so_far_usd": round(vm_age / 3600 * price, 6) if price and vm_age else None,  # a CPU Spot VM: cents an hour
                 "heartbeat_age_s": None if heartbeat_age is None else round(heartbeat_age, 1),
                 "progress": beat.progress if beat else None,
                 "orphan": not is_current_vm(state, labels, zone),
