@@ -33,6 +33,19 @@ from functions.state import JobState
 if TYPE_CHECKING:
     from infra.local.cloud import LocalCloud
 
+# The test clouds' settings: seconds, not the cloud's minutes, so that hedging, failover backoff,
+# relaunches and a crashed claimant's hand-over happen within a test's patience.
+FAST_SETTINGS = {
+    "VM_WORKER_COMMAND": "python -m render_vm worker",
+    "PRIMARY_QUEUE_TIMEOUT_S": "6",
+    "FAILOVER_BACKOFF_S": "0.5",
+    "FAILOVER_MAX_WAIT_S": "4",
+    "CLAIM_TIMEOUT_S": "30",
+    "VM_HEARTBEAT_TIMEOUT_S": "15",  # 3 x the worker's keep-alive (render_vm/worker.py)
+    "VM_BOOT_TIMEOUT_S": "40",
+    "INSERT_RETRY_BACKOFF_S": "0.2",
+}
+
 
 def stage_job(bucket: storage.Bucket, job_dir: Path, job_id: str, *, with_manifest: bool = True) -> None:
     """Upload a job folder's assets, and its ``job.json`` last (its upload starts the render)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.cloud import LocalCloud, Ports
-from infra.local.testkit import admin
+from infra.local.testkit import FAST_SETTINGS, admin
 from infra.local.topology import load_topology
 
 PROJECT = "fast-render-e2e"
@@ -54,16 +54,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
         state_dir=tmp_path_factory.mktemp("local-cloud"),
         tick_every_s=2,
         extra_env={
-            "VM_WORKER_COMMAND": "python -m render_vm worker",
-            # Seconds, not the cloud's minutes: hedging, failover backoff and relaunches
-            # happen within a test's patience.
-            "PRIMARY_QUEUE_TIMEOUT_S": "6",
-            "FAILOVER_BACKOFF_S": "0.5",
-            "FAILOVER_MAX_WAIT_S": "4",
-            "CLAIM_TIMEOUT_S": "30",  # a crashed claimant's work is handed on within a test
-            "VM_HEARTBEAT_TIMEOUT_S": "15",  # 3 x the worker's keep-alive (render_vm/worker.py)
-            "VM_BOOT_TIMEOUT_S": "40",
-            "INSERT_RETRY_BACKOFF_S": "0.2",
+            **FAST_SETTINGS,
             "DEAD_LETTER_PATIENCE_S": "0",  # the dead-letter test counts to the limit at once
             # These tests inject GPU stockouts and quotas, so the fallback must try GPUs; the CPU-only
             # path (chosen whenever it is cheapest) has its own clouds in test_cpu_fallback.py.

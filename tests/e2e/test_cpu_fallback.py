@@ -24,25 +24,14 @@ from common import layout
 from functions import clients
 from functions.jobs import store
 from infra.local.cloud import LocalCloud, Ports
-from infra.local.testkit import Outcomes, admin, client_of, submit_job
+from infra.local.testkit import FAST_SETTINGS, Outcomes, admin, client_of, submit_job
 from infra.local.topology import load_topology
 
 PROJECT = "fast-render-cpu-e2e"
 CATALOG = Path(__file__).with_name("cpu_fallback_catalog.yml")
 T4_ZONES = ["us-central1-a", "us-central1-b"]  # the catalog's
 
-# The end-to-end tests' fast settings (tests/e2e/conftest.py): seconds instead of the cloud's minutes.
-FAST = {
-    "VM_WORKER_COMMAND": "python -m render_vm worker",
-    "PRIMARY_QUEUE_TIMEOUT_S": "6",
-    "FAILOVER_BACKOFF_S": "0.5",
-    "FAILOVER_MAX_WAIT_S": "4",
-    "CLAIM_TIMEOUT_S": "30",
-    "VM_HEARTBEAT_TIMEOUT_S": "15",
-    "VM_BOOT_TIMEOUT_S": "40",
-    "INSERT_RETRY_BACKOFF_S": "0.2",
-    "GPU_CATALOG": str(CATALOG),
-}
+FAST = {**FAST_SETTINGS, "GPU_CATALOG": str(CATALOG)}
 # Every GPU insert is a stockout, in every zone; an insert without a GPU is not matched (gpus names GPU types).
 EVERY_GPU_STOCKED_OUT = {"insert_errors": [{"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "zones": ["*"],
                                             "gpus": ["nvidia-tesla-t4"]}]}

@@ -28,6 +28,7 @@ from catalog.model import DEFAULT_CATALOG_PATH, load_catalog, region_of
 from infra import tfgen
 from infra.local.topology import load_topology
 from infra.tf_iam import PRIMITIVE_ROLES
+from tests.infra.hcl_files import parse_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "infra" / "terraform"
@@ -37,35 +38,18 @@ IAM = yaml.safe_load((ROOT / "infra" / "iam.yaml").read_text())
 INDEXES = json.loads((ROOT / "infra" / "firestore" / "indexes.json").read_text())
 CHECKOV = ROOT / ".venv-checks" / "bin" / "checkov"
 # One render subnet per region of the bundled catalog's zones, and var.region's own when it is none of them.
-CATALOG_REGIONS = {region_of(zone) for gpu in load_catalog(DEFAULT_CATALOG_PATH, environ={}).gpus.values()
-                   for zone in gpu.zones}
+# Every option's regions, its GPUs' and its CPU-only machines' (each gets a render subnet).
+CATALOG_REGIONS = {region_of(zone) for option in load_catalog(DEFAULT_CATALOG_PATH, environ={}).options.values()
+                   for zone in option.zones}
 SUBNETS = {f"${{google_compute_subnetwork.vms_{r.replace('-', '_')}.name}}" for r in CATALOG_REGIONS} | {
     "${google_compute_subnetwork.vms_deployment_region[0].name}"}
 # Terraform resources of the kinds the topology declares that it does not declare, each with why.
 EXTRA = {("google_storage_bucket", "${var.project}-functions-source"): "the functions' source archive"}
 
 
-def _clean(value: Any) -> Any:
-    """python-hcl2 keeps a string literal's quotes and adds __is_block__ / __comments__ keys: drop them."""
-    if isinstance(value, str):
-        return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
-    if isinstance(value, list):
-        return [_clean(item) for item in value]
-    return value
-
-
-def _parse(path: Path) -> dict[str, Any]:
-    import hcl2
-
-    with path.open() as handle:
-        return _clean(hcl2.load(handle))
-
-
 @pytest.fixture(scope="module")
 def parsed() -> dict[str, dict[str, Any]]:
-    return {path.name: _parse(path) for path in TF_FILES}
+    return {path.name: parse_file(path) for path in TF_FILES}
 
 
 @pytest.fixture(scope="module")

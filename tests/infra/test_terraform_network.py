@@ -25,6 +25,7 @@ import pytest
 from catalog.model import DEFAULT_CATALOG_PATH, load_catalog, region_of
 from infra import tf_network, tfgen
 from infra.tf_hcl import render
+from tests.infra.hcl_files import parse_text
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "infra" / "terraform"
@@ -36,26 +37,9 @@ DEPLOYMENT = "${var.region}"
 RANGE = re.compile(r"^\$\{cidrsubnet\(var\.vm_ip_range, (\d+), (\d+)\)\}$")
 
 
-def _clean(value: Any) -> Any:
-    """python-hcl2 keeps a string literal's quotes and adds __is_block__ / __comments__ keys: drop them."""
-    if isinstance(value, str):
-        return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
-    if isinstance(value, list):
-        return [_clean(item) for item in value]
-    return value
-
-
-def _parse_text(text: str) -> dict[str, Any]:
-    import hcl2
-
-    return _clean(hcl2.loads(text))
-
-
 @pytest.fixture(scope="module")
 def parsed() -> dict[str, dict[str, Any]]:
-    return {path.name: _parse_text(path.read_text()) for path in sorted(TF_DIR.glob("*.tf"))}
+    return {path.name: parse_text(path.read_text()) for path in sorted(TF_DIR.glob("*.tf"))}
 
 
 def _resources(documents) -> dict[tuple[str, str], dict[str, Any]]:
@@ -123,7 +107,7 @@ def test_the_subnet_ranges_do_not_overlap_and_lie_in_vm_ip_range(resources, pars
 
 def _generated_ranges(regions: list[str]) -> dict[str, str]:
     blocks = [b for b in tf_network.network_blocks(regions) if b.type == "resource"]
-    return {body["region"]: body["ip_cidr_range"] for body in _resources([_parse_text("".join(map(render, blocks)))])
+    return {body["region"]: body["ip_cidr_range"] for body in _resources([parse_text("".join(map(render, blocks)))])
             .values()}
 
 

@@ -19,21 +19,11 @@ from typing import Any
 import pytest
 
 from infra.local.cloud import LocalCloud, Ports
-from infra.local.testkit import Outcomes, client_of
+from infra.local.testkit import FAST_SETTINGS, Outcomes, client_of
 from infra.local.topology import load_topology
 
 PROJECT = "fast-render-operators"
 
-FAST_SETTINGS = {
-    "VM_WORKER_COMMAND": "python -m render_vm worker",
-    "PRIMARY_QUEUE_TIMEOUT_S": "6",
-    "FAILOVER_BACKOFF_S": "0.5",
-    "FAILOVER_MAX_WAIT_S": "4",
-    "CLAIM_TIMEOUT_S": "30",
-    "VM_HEARTBEAT_TIMEOUT_S": "15",
-    "VM_BOOT_TIMEOUT_S": "40",
-    "INSERT_RETRY_BACKOFF_S": "0.2",
-}
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from functions.state import (
     RenderResult,
     Status,
 )
-from infra.local.testkit import client_of
+from infra.local.testkit import FAST_SETTINGS, client_of
 from operators import ab
 from operators.cost import VertexRun
 
@@ -185,12 +185,6 @@ experiments:
       vertex-first: {route: vertex-first}
       vm-first: {route: vm-first}
 """
-# tests/operators/conftest.py's fast settings: seconds instead of the cloud's minutes.
-FAST_SETTINGS = {
-    "VM_WORKER_COMMAND": "python -m render_vm worker", "PRIMARY_QUEUE_TIMEOUT_S": "6", "FAILOVER_BACKOFF_S": "0.5",
-    "FAILOVER_MAX_WAIT_S": "4", "CLAIM_TIMEOUT_S": "30", "VM_HEARTBEAT_TIMEOUT_S": "15", "VM_BOOT_TIMEOUT_S": "40",
-    "INSERT_RETRY_BACKOFF_S": "0.2",
-}
 
 
 @pytest.fixture(scope="module")
