@@ -27,11 +27,13 @@ for NVENC encoding. So a job of F frames on a machine with V vCPUs takes
   does count is what N busy workers cost each other (caches, memory, SMT).
 - granularity: the renderer draws one segment per scene, W at a time
   (W = max(2, V // 2) workers, as ``pipeline.default_workers``, at most one per
-  segment); the last round of segments runs with fewer workers busy, and a
-  worker does not go faster for it, so the frames take ceil(S / W) x W / S
-  times the evenly shared figure (S segments; 1 when S is a multiple of W, 4/3
-  for 3 segments on 2 workers). NVENC's share is not scaled: one engine serves
-  every worker.
+  segment), each worker a pipeline with its own encoder (``frames_wall_s``):
+  while all W are busy they share the usable cores evenly; in the last round,
+  with fewer busy, a worker goes no faster than the slower of its two stages.
+  The ratio of that to the even share is the granularity (1 when S is a
+  multiple of W; for 3 segments on 2 cores about 1.1 to 1.33, by how evenly
+  composing and encoding split a frame). NVENC's share is not scaled: one
+  engine serves every worker.
 - audio_mix_s: the mix (which runs beside the frames, on the same cores), CPU
   seconds per minute of video; start_s: spawning a worker and preparing the job
   (per scene), and starting one encoder per scene (its CPU seconds, spread over
@@ -129,7 +131,7 @@ class Estimate:
     segments: int = 1
     workers: int = 1
     granularity: float = 1.0  # ceil(segments / workers) x workers / segments
-    cpu_s: float = 0.0  # CPU seconds the render takes (on the CPU; NVENC's work excluded): load-independent
+    cpu_s: float = 0.0  # CPU seconds the render takes (on the CPU; NVENC's work excluded): less sensitive to other load than wall time
 
     @property
     def runtime_s(self) -> float:
@@ -173,6 +175,28 @@ def renderer_workers(vcpus: int) -> int:
     return max(2, vcpus // 2)
 
 
+def frames_wall_s(segment_frames: list[int], workers: int, compose_s: float, encode_s: float, threads: int,
+                  cores: float) -> float:
+    """Wall seconds to compose and encode the segments, handed out in order to `workers` pipelines.
+
+    A worker is a pipeline: it composes frame n + 1 while its own encoder encodes frame n. So a frame
+    takes the slower of the two stages (composing, or encoding on the encoder's `threads`), and no
+    less than the pipeline's share of the usable cores: k busy workers need k x (compose + encode)
+    CPU seconds a frame from `cores`. The last segments run with fewer workers busy; a worker does
+    not go faster than its own pipeline for it, which is what makes a job of few segments slower
+    than the even share. CPU seconds per frame in, the even share comes out when every round is full.
+    """
+    pending, running, elapsed = list(segment_frames), [], 0.0
+    while pending or running:
+        while pending and len(running) < workers:
+            running.append(float(pending.pop(0)))
+        per_frame = max(compose_s, encode_s / threads, len(running) * (compose_s + encode_s) / cores)
+        step = min(running)  # frames until the first busy worker finishes its segment
+        elapsed += step * per_frame
+        running = [left - step for left in running if left - step > 1e-9]
+    return elapsed
+
+
 def estimate(
     calibration: Calibration,
     video_length_s: float,
@@ -201,17 +225,23 @@ def estimate(
                    + (f", extrapolated to {vcpus}" if vcpus > measured_to else ""))
     cores = usable_cores(vcpus, p)
     workers = min(renderer_workers(vcpus), scenes)
-    granularity = math.ceil(scenes / workers) * workers / scenes
-    compose_s = frames * costs.compose_s / cores * granularity
+    threads = max(1, vcpus // renderer_workers(vcpus))  # x264 threads per encoder, as render_job sets them
+    segments = [frames // scenes + (1 if i < frames % scenes else 0) for i in range(scenes)]
     if has_nvenc:
         if costs.nvenc_s is not None:
             per_frame, source = costs.nvenc_s, "measured"
         else:
             per_frame, source = costs.pixels / (1920 * 1080 * ASSUMED_NVENC_FPS), "assumed"
         encoder, encode_s = "h264_nvenc", frames * per_frame
+        compose_s = frames_wall_s(segments, workers, costs.compose_s, 0.0, threads, cores)
+        granularity = compose_s / (frames * costs.compose_s / cores)
     else:
         encoder, source = f"libx264 {preset}", "measured on the CPU"
-        encode_s = frames * costs.encode_s[preset] / cores * granularity
+        x264 = costs.encode_s[preset]
+        both_s = frames_wall_s(segments, workers, costs.compose_s, x264, threads, cores)
+        granularity = both_s / (frames * (costs.compose_s + x264) / cores)
+        compose_s = both_s * costs.compose_s / (costs.compose_s + x264)
+        encode_s = both_s - compose_s
     minutes = video_length_s / 60
     encoder_starts = 0.0 if has_nvenc else scenes * costs.encoder_start_s  # NVENC's start: not measured here
     other_s = (calibration.worker_start_s + scenes * costs.prepare_s_per_scene + minutes * costs.mux_s_per_min

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from catalog import CatalogError
-from tests.catalog.calibration_doc import hand_made
 from catalog.runtime_model import (
     ASSUMED_NVENC_FPS,
     estimate,
@@ -17,6 +16,7 @@ from catalog.runtime_model import (
     parse_calibration,
     usable_cores,
 )
+from tests.catalog.calibration_doc import hand_made
 
 
 def test_the_bundled_calibration_loads_and_says_where_it_was_measured():
@@ -116,14 +116,26 @@ def test_one_measured_core_means_linear_and_says_not_measured():
 
 
 def test_the_last_round_of_segments_is_not_shared_out():
-    # 3 scenes on 2 vCPUs: 2 workers, 2 rounds, the second with one worker busy: 4/3 of the even share.
+    # 3 scenes of 225 frames on 2 vCPUs (1.8 usable cores): 2 workers share the cores for the first
+    # round (2 x 0.040 CPU-s a frame on 1.8 cores); the third segment then runs alone, as fast as its
+    # slower stage allows (encoding, 0.030 s a frame on its one thread), not on both cores.
     calibration = parse_calibration(hand_made())
     e = estimate(calibration, 22.5, vcpus=2, has_nvenc=False, scenes=3)
-    assert (e.segments, e.workers, e.granularity) == (3, 2, pytest.approx(4 / 3))
-    even = 675 * 0.010 / usable_cores(2, 8 / 9)
-    assert e.compose_s == pytest.approx(even * 4 / 3)
+    cores = usable_cores(2, 8 / 9)
+    frames_s = 225 * 2 * 0.040 / cores + 225 * 0.030
+    assert (e.segments, e.workers) == (3, 2)
+    assert e.compose_s + e.encode_s == pytest.approx(frames_s)
+    assert e.granularity == pytest.approx(frames_s / (675 * 0.040 / cores))
+    assert e.compose_s == pytest.approx(frames_s / 4)  # composing's share of a frame's CPU: 0.010 of 0.040
     assert "3 segments on 2 workers" in e.terms()
-    assert estimate(calibration, 30, vcpus=2, has_nvenc=False, scenes=4).granularity == 1.0
+    assert estimate(calibration, 30, vcpus=2, has_nvenc=False, scenes=4).granularity == pytest.approx(1.0)
+
+
+def test_a_lone_segment_goes_at_its_slower_stage():
+    # One scene on 8 vCPUs: one worker, its encoder on 8 // 4 = 2 threads; composing (0.010 s a frame)
+    # and encoding (0.030 / 2) overlap in the pipeline, so a frame takes 0.015 s, not their sum.
+    e = estimate(parse_calibration(hand_made()), 7.5, vcpus=8, has_nvenc=False, scenes=1)
+    assert e.workers == 1 and e.compose_s + e.encode_s == pytest.approx(225 * 0.015)
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 8, 22, 26])
