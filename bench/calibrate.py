@@ -317,8 +317,9 @@ def calibrate_size(width: int, height: int, scratch: Path, quick: bool) -> dict:
     repeats = 1 if quick else 3
     cores = os.cpu_count() or 1
     # The encoders get one whole scene period, the middle of scene 1 to the middle of scene 2: moving
-    # frames and one crossfade in a typical job's proportion (a crossfade changes every pixel and costs
-    # x264 about twice a Ken Burns frame; a window centred on the fade alone overstated encoding by ~40%).
+    # frames and one crossfade in a typical job's proportion. (90 frames centred on the crossfade, the
+    # earlier window, measured 6.0-7.1 ms a frame at 720p superfast against 5.3-5.7 for this one, 3 runs
+    # each, 2026-12-02; the rest of the earlier calibration's excess was a busier host.)
     keep_frames = round(SCENE_S * FPS)
     keep_from = round(SCENE_S / 2 * FPS)
     raw = scratch / f"raw-{height}.yuv"
