@@ -93,35 +93,34 @@ def load() -> str:
 
 
 class _Sink:
-    """Stands in for the encoder's stdin: a pipe (widened as the renderer's) to a process that discards
-    the frames, so the composer pays for the pipe as in a render; optionally keeps frames
+    """Stands in for the encoder: the renderer's own ``FramePipe`` to a process that discards the frames,
+    so the composer pays for handing frames over as in a render; optionally keeps frames
     [keep_from, keep_from + keep_frames) raw, for the encoders."""
 
     def __init__(self, keep: Path | None, keep_from: int, keep_frames: int) -> None:
-        from render_vm.renderer import compose
+        from render_vm.renderer.frame_pipe import FramePipe
 
         self.frames = 0
         self.drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        compose._widen_pipe(self.drain.stdin.fileno())
-        self.keep = open(keep, "wb") if keep is not None else None
+        self.pipe = FramePipe(self.drain.stdin.fileno())
+        self.keep = open(keep, "wb") if keep is not None else None  # noqa: SIM115 (closed in close())
         self.keep_from, self.keep_to = keep_from, keep_from + keep_frames
 
-    def write(self, data) -> None:
-        self.drain.stdin.write(data)
+    def buffers(self, frame_bytes: int) -> int:
+        return self.pipe.buffers(frame_bytes)
+
+    def write(self, buffer) -> None:
+        self.pipe.write(buffer)
         if self.keep is not None and self.keep_from <= self.frames < self.keep_to:
-            self.keep.write(data)
+            self.keep.write(buffer.data)
         self.frames += 1
 
     def close(self) -> None:
         self.drain.stdin.close()
         self.drain.wait()
+        self.pipe.release()
         if self.keep is not None:
             self.keep.close()
-
-
-class _FakeProcess:
-    def __init__(self, stdin: _Sink) -> None:
-        self.stdin = stdin
 
 
 def _compose_worker(segments, keep: str | None, keep_from: int, keep_frames: int) -> tuple[int, float, float]:
@@ -132,7 +131,7 @@ def _compose_worker(segments, keep: str | None, keep_from: int, keep_frames: int
     sink = _Sink(Path(keep) if keep else None, keep_from, keep_frames)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for segment in segments:
-        compose._write_frames(segment, _FakeProcess(sink))
+        compose._write_frames(segment, sink)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     sink.close()
     return sink.frames, wall, cpu

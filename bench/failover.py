@@ -140,6 +140,7 @@ def stage_table(jobs: Sequence[JobTimes]) -> dict[str, Figures]:
                 table[f"    {sub_label}"] = summarize([s.parts_ms[sub_key] for s in splits])
     table["  other (Vertex read, code between the parts)"] = summarize([s.parts_ms["other"] for s in splits])
     table["  (CPU of both calls, whole)"] = summarize([s.cpu_ms for s in splits])
+    table["  (transactions lost to another writer and run again: a count)"] = summarize([s.retries for s in splits])
     return table
 
 

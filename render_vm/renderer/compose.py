@@ -20,7 +20,6 @@ prepared planes.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import tempfile
@@ -34,6 +33,7 @@ import numpy as np
 
 from render_vm.renderer.captions import CaptionOverlay, render_caption
 from render_vm.renderer.encoder import COLOUR_TAGS, ffmpeg_exe
+from render_vm.renderer.frame_pipe import FramePipe
 from render_vm.renderer.motion import OVERSCAN, STILL, ZoomAbout, plane_matrix, zoom_about
 from render_vm.renderer.segments import SceneSpec, Segment
 from render_vm.renderer.stills import Planes, load_still
@@ -188,10 +188,10 @@ def render_segment(segment: Segment, out_path: Path) -> SegmentResult:
     partial = out_path.with_name(f".{out_path.stem}.{os.getpid()}.partial.mp4")
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(encoder_command(segment, partial), stdin=subprocess.PIPE, stderr=stderr)
-        _widen_pipe(process.stdin.fileno())
+        pipe = FramePipe(process.stdin.fileno())
         try:
             try:
-                _write_frames(segment, process)
+                _write_frames(segment, pipe)
                 encoder_peak_mb = peak_rss_mb(process.pid)  # its memory plateaus once frames flow
                 process.stdin.close()
             except BrokenPipeError:  # ffmpeg died: its stderr says why
@@ -202,6 +202,8 @@ def render_segment(segment: Segment, out_path: Path) -> SegmentResult:
             process.wait()
             partial.unlink(missing_ok=True)
             raise
+        finally:
+            pipe.release()  # ffmpeg has exited: the frames it was handed by reference may be freed
         if code != 0:
             partial.unlink(missing_ok=True)
             stderr.seek(0)
@@ -227,11 +229,20 @@ def peak_rss_mb(pid: int | str) -> float:
     return 0.0
 
 
-def _write_frames(segment: Segment, process: subprocess.Popen) -> None:
+def _write_frames(segment: Segment, out: FramePipe) -> None:
+    """Draw the segment's frames and hand each to ``out``.
+
+    ``out`` may hold a frame's pages by reference until the encoder reads them
+    (``frame_pipe.py``), so each newly drawn frame goes into the next of
+    ``out.buffers(...)`` buffers in turn, never into one the pipe may still hold.
+    """
     size = (segment.width, segment.height)
     loaded = {key[0].index: scene for key, scene in _carried.items() if key[0] in segment.scenes and key[1:] == size}
     _carried.clear()
-    frame, under = _Frame(segment.width, segment.height), _Frame(segment.width, segment.height)
+    under = _Frame(segment.width, segment.height)
+    ring = [_Frame(segment.width, segment.height) for _ in range(out.buffers(segment.width * segment.height * 3 // 2))]
+    drawn = 0
+    frame = ring[0]
     unreported = 0
     showing = None  # the static scene whose picture ``frame`` holds, if any
     for n in range(segment.first_frame, segment.end_frame):
@@ -245,16 +256,18 @@ def _write_frames(segment: Segment, process: subprocess.Popen) -> None:
                 loaded[spec.index] = _load_scene(spec, segment.width, segment.height)
         if len(layers) == 1:
             scene = loaded[layers[0][0].index]
-            if scene is not showing:  # else the buffer already holds exactly this frame
+            if scene is not showing:  # else the buffer already holds exactly this frame: hand it over again
+                frame, drawn = ring[drawn % len(ring)], drawn + 1
                 _draw(scene, t, frame)
             showing = scene if scene.static else None
         else:
             showing = None
             (bottom, _), (top, opacity) = layers
+            frame, drawn = ring[drawn % len(ring)], drawn + 1
             _draw(loaded[bottom.index], t, under)
             _draw(loaded[top.index], t, frame)
             cv2.addWeighted(under.buffer, 1.0 - opacity, frame.buffer, opacity, 0.0, dst=frame.buffer)
-        process.stdin.write(frame.buffer.data)
+        out.write(frame.buffer)
         unreported += 1
         if unreported == PROGRESS_EVERY:
             _report(unreported)
@@ -262,14 +275,6 @@ def _write_frames(segment: Segment, process: subprocess.Popen) -> None:
     _report(unreported)
     end_s = segment.end_frame / segment.fps
     _carried.update({(scene.spec, *size): scene for scene in loaded.values() if scene.spec.visible_until_s > end_s})
-
-
-def _widen_pipe(fd: int) -> None:
-    """A 1 MiB pipe instead of 64 KiB: a 3 MB frame crosses in 3 hand-overs, not 48."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-    except OSError:  # above /proc/sys/fs/pipe-max-size: the default works, a little slower
-        pass
 
 
 def _report(frames: int) -> None:
