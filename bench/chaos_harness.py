@@ -175,10 +175,10 @@ class Campaign:
 
     def clear_fleet_memory(self) -> None:
         """What earlier jobs taught the fleet (stockouts, spend) must not steer the next scenario."""
-        from functions import clients, memory
+        from functions import budget, clients, memory
 
         db = clients.firestore_client()
-        for collection in (memory.FLEET, memory.SPEND):
+        for collection in (memory.FLEET, budget.COLLECTION):
             for document in db.collection(collection).list_documents():
                 document.delete()
 

@@ -324,7 +324,7 @@ def budget_edge(c: Campaign, size: Size, result: Result) -> None:
     """Several jobs at once whose primary fails on quota, with the day's budget nearly spent."""
     from catalog.model import load_catalog
     from catalog.select import select
-    from functions import memory
+    from functions import budget
 
     c.clear_fleet_memory()
     catalog = load_catalog()
@@ -333,12 +333,12 @@ def budget_edge(c: Campaign, size: Size, result: Result) -> None:
     cost = select(catalog, 3.0, spot=True).selected.cost_usd  # make_sample_job(scenes=3, seconds_per_scene=1)
     daily = catalog.budget.daily_usd
     room = 2.5 * cost  # two launches fit, the third does not
-    memory.record_spend("chaos-earlier-jobs", daily - room)
+    budget.record_spend("chaos-earlier-jobs", daily - room)
     for job in batch:
         c.submit(job)
     result.jobs += batch
     c.wait_terminal(batch, size.timeout_s)
-    spent = memory.spent_today_usd()
+    spent = budget.spent_today_usd()
     result.over_budget = int(spent > daily + 1e-9)
     launched = sum(bool(c.vms(job.job_id)) for job in batch)
     refused = sum(str(f.get("reason", "")).startswith("daily budget") for job in batch for f in c.outcomes.failed.get(job.job_id, []))

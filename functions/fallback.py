@@ -47,12 +47,12 @@ from catalog.model import ON_DEMAND, SPOT, Catalog, load_catalog
 from catalog.select import Block, Decision, Option, format_usd, select
 from common import layout
 from common.logs import get_logger
-from functions import clients, memory, timing
+from functions import budget, clients, memory, timing
 from functions.config import Config
 from functions.insert_errors import InsertError, InsertFailure, classify_insert_error
 from functions.experiments import vm_gave_up
 from functions.jobs import store
-from functions.memory import spend_key
+from functions.budget import spend_key
 from functions.state import Claim, JobState, Status, claim_is_live, claimed_by
 from functions.vm_spec import build_instance, instance_name, request_id
 
@@ -69,10 +69,10 @@ def launch_fallback(job_id: str) -> JobState | None:
     token, now = uuid.uuid4().hex, time.time()
     timing.note(job_id=job_id)
     cfg = clients.config()
-    # One round trip for all that the choice and the claim read: the job, the day's spend,
+    # One round trip for all that the choice and the claim read: the job, its budget shard and the day's root,
     # and the fleet's memory; the claim's transaction starts from these snapshots.
-    spend = memory.spend_ref()
-    current, snapshots = store().read_with(job_id, [spend, memory.learned_ref(), memory.capacity_ref()])
+    shard_and_root = budget.refs(job_id)
+    current, snapshots = store().read_with(job_id, [*shard_and_root, memory.learned_ref(), memory.capacity_ref()])
     if current is None:
         log.warning("fallback: unknown job", job_id=job_id)
         return None
@@ -81,7 +81,7 @@ def launch_fallback(job_id: str) -> JobState | None:
     # Choose before claiming (choosing has no side effects), so that the claim,
     # the move to vm_launching and the chosen VM's budget reservation are one
     # transaction: no launch holds a claim without its reservation.
-    learned, capacity = (s.to_dict() if s.exists else None for s in snapshots[2:])
+    learned, capacity = (s.to_dict() if s.exists else None for s in snapshots[3:])
     launch = _Launch(current, token, memory.learned_from(learned), memory.blocks_in(capacity))
     first = launch.plan()
     option = first.selected
@@ -89,22 +89,22 @@ def launch_fallback(job_id: str) -> JobState | None:
     reservation = {"ok": False, "others": 0.0}
     taken_over: dict[str, bool] = {}
 
-    def claim(state: JobState | None, spend: dict | None) -> tuple[JobState | None, dict | None]:
+    def claim(state: JobState | None, spend: list[dict | None]) -> tuple[JobState | None, list[dict | None] | None]:
         if state is None or not _claimable(state, now, cfg.claim_timeout_s) or state.fallback.attempt != attempt:
             return None, None
         taken_over["yes"] = state.status is Status.VM_LAUNCHING  # its claimant died mid-launch
         state.fallback.claim = Claim.new(token, now)
         new_spend, note = None, "choosing a GPU"
         if option is not None:
-            new_spend, ok, others = memory.with_reservation(spend, spend_key(job_id, attempt), option.cost_usd, daily)
-            reservation.update(ok=ok, others=others)
-            if ok:
+            new_spend, outcome = budget.reserve(spend, job_id, spend_key(job_id, attempt), option.cost_usd, daily)
+            reservation.update(ok=outcome.ok, others=outcome.others_usd or 0.0)
+            if outcome.ok:
                 state.fallback.reserved_usd = round(option.cost_usd, 6)
                 note = f"launching {option.gpu} {option.provisioning}: {format_usd(option.cost_usd)} of today's budget reserved"
         state.move_to(Status.VM_LAUNCHING, note, attempt=attempt)
         return state, new_spend
 
-    state, _, claimed = store().update_with(job_id, spend, claim, first=snapshots[:2])
+    state, _, claimed = _with_budget(job_id, claim, first=snapshots[:3])
     if state is None or not claimed:
         return _nothing_to_do(state) if state is not None else None
     launch.state = state
@@ -120,6 +120,15 @@ def _claimable(state: JobState, now: float, timeout_s: float) -> bool:
     if state.status is Status.FALLBACK_REQUESTED:
         return (state.fallback.retry_at or 0) <= now  # backing off: the watchdog re-announces the job when due
     return state.status is Status.VM_LAUNCHING and not claim_is_live(state.fallback.claim, timeout_s, now)
+
+
+def _with_budget(job_id: str, change, first=None):
+    """``change(state, budget docs)`` in one transaction with the job's budget shard and the day's root;
+    again over every shard when the budget's edge needs them all (``budget.py``)."""
+    try:
+        return store().update_with_all(job_id, budget.refs(job_id), change, first=first)
+    except budget.NeedsEveryShard:
+        return store().update_with_all(job_id, budget.refs(job_id, every_shard=True), change)
 
 
 def _nothing_to_do(state: JobState) -> JobState:
@@ -198,29 +207,29 @@ class _Launch:
         """Reserve the next option's cost, in one transaction with the job's state (only while the claim is ours)."""
         outcome = {"ok": False, "others": 0.0}
 
-        def change(state: JobState | None, spend: dict | None) -> tuple[JobState | None, dict | None]:
+        def change(state: JobState | None, spend: list[dict | None]) -> tuple[JobState | None, list[dict | None] | None]:
             if state is None or not _ours(self.token)(state):
                 return None, None
-            new_spend, ok, others = memory.with_reservation(spend, key, cost_usd, daily_usd)
-            outcome.update(ok=ok, others=others)
-            if not ok:
+            new_spend, reserved = budget.reserve(spend, self.job_id, key, cost_usd, daily_usd)
+            outcome.update(ok=reserved.ok, others=reserved.others_usd or 0.0)
+            if not reserved.ok:
                 return None, None
             state.fallback.reserved_usd = round(cost_usd, 6)
             return state, new_spend
 
-        store().update_with(self.job_id, memory.spend_ref(), change)
+        _with_budget(self.job_id, change)
         return bool(outcome["ok"]), float(outcome["others"])
 
     def release(self, key: str) -> None:
         """Give the reservation back with the job's state (a successor that took the claim keeps its own)."""
 
-        def change(state: JobState | None, spend: dict | None) -> tuple[JobState | None, dict | None]:
+        def change(state: JobState | None, spend: list[dict | None]) -> tuple[JobState | None, list[dict | None] | None]:
             if state is None or not _ours(self.token)(state):
                 return None, None
             state.fallback.reserved_usd = None
-            return state, memory.without_reservation(spend, key)
+            return state, budget.without(spend, key)
 
-        store().update_with(self.job_id, memory.spend_ref(), change)
+        _with_budget(self.job_id, change)
 
 
 def plan(state: JobState, blocked: list[Block], learned: LearnedSpeeds | None, use_spot: bool) -> Decision:

@@ -263,19 +263,42 @@ class StateStore:
         change: Callable[[JobState | None, dict[str, Any] | None], tuple[JobState | None, dict[str, Any] | None]],
         first: Sequence[Snapshot] | None = None,
     ) -> tuple[JobState | None, dict[str, Any] | None, bool]:
-        """Change the job and one other document (say, the day's spend) in the same transaction.
+        """Change the job and one other document in the same transaction.
 
         ``change(state, other_doc)`` returns ``(new state or None, new other_doc or None)``.
         Returns ``(state, other_doc, changed)`` as they are now. ``first``: the
         two documents' snapshots as just read (:meth:`read_with`), for the first try.
         """
-        refs = [self.ref(job_id)] + ([other] if other is not None else [])
+        others = [other] if other is not None else []
+
+        def on_docs(state: JobState | None, docs: list[dict[str, Any] | None]):
+            new_state, new_other = change(state, docs[0] if others else None)
+            return new_state, [new_other] if others else []
+
+        state, docs, changed = self.update_with_all(job_id, others, on_docs, first)
+        return state, (docs[0] if others else None), changed
+
+    def update_with_all(
+        self,
+        job_id: str,
+        others: Sequence[firestore.DocumentReference],
+        change: Callable[[JobState | None, list[dict[str, Any] | None]],
+                         tuple[JobState | None, Sequence[dict[str, Any] | None] | None]],
+        first: Sequence[Snapshot] | None = None,
+    ) -> tuple[JobState | None, list[dict[str, Any] | None], bool]:
+        """Change the job and other documents (say, the day's budget shards) in the same transaction.
+
+        ``change(state, other_docs)`` returns ``(new state or None, new other_docs or None)``, a None
+        in the list for a document left as it is. Returns ``(state, other_docs, changed)`` as they are
+        now. ``first``: the documents' snapshots as just read (:meth:`read_with`), for the first try.
+        """
+        refs = [self.ref(job_id), *others]
 
         def on_docs(docs: Docs) -> Docs | None:
             state = JobState.from_document(docs[0]) if docs[0] is not None else None
-            new_state, new_other = change(state, docs[1] if other is not None else None)
+            new_state, new_others = change(state, list(docs[1:]))
             new_job = new_state.to_document(self._retention_days) if new_state is not None else None
-            return [new_job] + ([new_other] if other is not None else [])
+            return [new_job, *(new_others if new_others is not None else [None] * len(others))]
 
         docs, changed, after = _transact(self._db, refs, on_docs, first)
         if changed:
@@ -283,7 +306,7 @@ class StateStore:
                 self._own_writes.clear()
             self._own_writes[after[0].reference.path] = after[0]
         state = JobState.from_document(docs[0]) if docs[0] is not None else None
-        return state, (docs[1] if other is not None else None), changed
+        return state, list(docs[1:]), changed
 
     # ---------------------------------------------------------- queries
 

@@ -39,7 +39,7 @@ from functions import clients
 from functions.heartbeats import read_heartbeat
 from functions.jobs import fail_job, fallback_gave_up, request_fallback, store
 from functions.outcome import finish_job, needs_finishing
-from functions.memory import spend_key
+from functions.budget import spend_key
 from functions.state import FallbackRun, JobState, Status, claim_is_live
 
 log = get_logger("watchdog")
@@ -241,13 +241,13 @@ def _settle_spend(job_id: str, attempt: int, fallback: FallbackRun) -> None:
     A VM preempted a minute in must not hold the day's budget for the hour it
     was expected to take: the relaunch reserves its own.
     """
-    from functions import memory
+    from functions import budget
 
     price, launched_at = fallback.price_per_hour, fallback.launched_at
     if not price or not launched_at:
         return  # unknown: the reservation stays, erring towards the budget
     ran_usd = max(0.0, time.time() - launched_at) / 3600 * price
-    memory.reserve_spend(spend_key(job_id, attempt), min(ran_usd, fallback.estimated_cost_usd or ran_usd), float("inf"))
+    budget.record_spend(spend_key(job_id, attempt), min(ran_usd, fallback.estimated_cost_usd or ran_usd))
 
 
 # ---------------------------------------------------------------- reaper

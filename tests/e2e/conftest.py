@@ -93,10 +93,10 @@ def faults(cloud: LocalCloud):
     admin(vertex, "faults", {"mode": "ok"})
     admin(compute, "faults", {})
     # What one test taught the fleet (stockouts, spend) must not steer the next.
-    from functions import clients, memory
+    from functions import budget, clients, memory
 
     db = clients.firestore_client()
-    for collection in (memory.FLEET, memory.SPEND):
+    for collection in (memory.FLEET, budget.COLLECTION):
         for document in db.collection(collection).list_documents():
             document.delete()
 

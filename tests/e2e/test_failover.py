@@ -148,9 +148,9 @@ def test_a_preempted_spot_vm_is_relaunched_and_goes_on_demand_after_two_preempti
 
 
 def test_the_daily_budget_stops_a_launch_and_says_why(cloud, outcomes, faults, job_dir) -> None:
-    from functions import memory
+    from functions import budget
 
-    memory.record_spend("earlier-jobs", load_catalog().budget.daily_usd)  # the day's budget is spent
+    budget.record_spend("earlier-jobs", load_catalog().budget.daily_usd)  # the day's budget is spent
     faults.vertex(mode="quota")
     job_id = submit(cloud, job_dir)
     outcome = outcomes.wait(job_id)

@@ -226,13 +226,13 @@ def test_a_hedge_that_cannot_launch_leaves_the_primary_running_and_the_job_still
 
 
 def test_concurrent_launches_at_the_edge_of_the_budget_never_overspend(cloud, faults) -> None:
-    from functions import memory
+    from functions import budget
 
-    memory.record_spend("earlier", 49.80)
+    budget.record_spend("earlier", 49.80)
     results: list[bool] = []
 
     def launch(i: int) -> None:
-        results.append(memory.reserve_spend(f"job-{i}/a1", 0.10, 50.0)[0])
+        results.append(budget.reserve_spend(f"job-{i}/a1", 0.10, 50.0)[0])
 
     threads = [threading.Thread(target=launch, args=(i,)) for i in range(5)]
     for thread in threads:
@@ -240,17 +240,17 @@ def test_concurrent_launches_at_the_edge_of_the_budget_never_overspend(cloud, fa
     for thread in threads:
         thread.join()
     assert sorted(results) == [False, False, False, True, True]
-    assert memory.spent_today_usd() <= 50.0 + 1e-9
+    assert budget.spent_today_usd() <= 50.0 + 1e-9
 
 
 def test_a_reservation_whose_insert_failed_is_given_back(cloud, outcomes, faults, job_dir) -> None:
-    from functions import memory
+    from functions import budget
 
     faults.vertex(mode="quota")
     faults.compute(permission_denied=True)
     job_id = submit(cloud, job_dir)
     assert outcomes.wait(job_id)["status"] == "failed"
-    assert memory.spent_today_usd() == 0
+    assert budget.spent_today_usd() == 0
 
 
 # ------------------------------------------------------------ 7: the outcome message
@@ -465,16 +465,16 @@ def test_the_worker_never_writes_outside_its_job_folder(cloud, tmp_path) -> None
 
 
 def test_a_lost_vms_reservation_shrinks_to_what_it_ran_before_the_relaunch(cloud, faults) -> None:
-    from functions import memory
+    from functions import budget
     from functions.watchdog import check_job
 
     job_id = fake_job("settle", Status.VM_RUNNING, fallback=FallbackRun(
         attempt=1, instance=instance_name("gone", 1), zone="us-central1-a", provisioning="on-demand",
         price_per_hour=1.0, estimated_cost_usd=0.5, launched_at=time.time() - 36))
-    memory.reserve_spend(f"{job_id}/a1", 0.5, 50.0)
+    budget.reserve_spend(f"{job_id}/a1", 0.5, 50.0)
     check_job(store().get(job_id))  # the VM is gone without a video: relaunch (or the cloud's own watchdog did)
     wait_until(lambda: store().get(job_id).fallback.attempt == 2, timeout_s=10, what="relaunched")
-    assert memory.spent_today_usd() < 0.05  # about 36 s at $1/h, not the $0.50 estimate
+    assert budget.spent_today_usd() < 0.05  # about 36 s at $1/h, not the $0.50 estimate
     from functions.jobs import fail_job
 
     fail_job(job_id, "test over")  # no real job behind it: stop the relaunch

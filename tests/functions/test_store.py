@@ -132,8 +132,13 @@ def test_the_report_query_reads_a_range_of_days_with_its_fields(store: StateStor
 
 
 def test_reservations_racing_at_the_budget_edge_agree_with_their_jobs(store: StateStore) -> None:
-    """Ten launches, room for four: exactly four jobs hold a reservation, and the day's spend holds exactly theirs."""
-    from functions.memory import with_reservation
+    """Ten launches, room for four: exactly four jobs hold a reservation, and the day's spend holds exactly theirs.
+    (One document for the day, to test the store; the product shards it: tests/functions/test_budget.py.)"""
+
+    def with_reservation(doc, key, cost_usd, daily_usd):
+        launches = dict((doc or {}).get("launches", {}))
+        ok = sum(launches.values()) + cost_usd <= daily_usd
+        return ({"launches": {**launches, key: cost_usd}} if ok else None), ok, None
 
     spend = store.db.collection("spend").document("edge-day")
     for i in range(10):

@@ -199,14 +199,14 @@ def ab_cloud(new_cloud: Callable, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture
 def faults(ab_cloud) -> Iterator:
-    from functions import clients, memory
+    from functions import budget, clients, memory
     from infra.local.testkit import admin
 
     compute = ab_cloud.env["COMPUTE_API_ENDPOINT"]
     yield lambda **faults: admin(compute, "faults", faults)
     admin(compute, "faults", {})
     db = clients.firestore_client()  # what one test taught the fleet (stockouts) must not steer the next
-    for collection in (memory.FLEET, memory.SPEND):
+    for collection in (memory.FLEET, budget.COLLECTION):
         for document in db.collection(collection).list_documents():
             document.delete()
 

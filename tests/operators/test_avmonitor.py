@@ -174,16 +174,16 @@ def test_launch_renders_on_the_named_option_a_cpu_only_machine_too_and_an_unknow
 
 def test_retry_of_a_failed_job_ends_with_its_video(cloud, outcomes, vertex, job_dir) -> None:
     from catalog.model import load_catalog
-    from functions import memory
+    from functions import budget
 
     vertex(mode="quota")
-    memory.record_spend("earlier-jobs", load_catalog().budget.daily_usd)  # today's budget is spent: the VM is refused
+    budget.record_spend("earlier-jobs", load_catalog().budget.daily_usd)  # today's budget is spent: the VM is refused
     try:
         job_id = _submit(cloud, job_dir)
         failed = outcomes.wait(job_id)
         assert failed["status"] == "failed" and failed["reason"].startswith("daily budget"), failed
     finally:
-        memory.release_spend("earlier-jobs")
+        budget.release_spend("earlier-jobs")
     vertex(mode="ok")
     running = avmonitor(cloud, "retry", "--json", job_id)
     assert running.returncode == 0, running.stderr

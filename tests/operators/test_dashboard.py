@@ -203,16 +203,16 @@ def test_a_jobs_timeline_shows_the_primarys_failure_and_the_vm(cloud, tab, vm_jo
 def test_retry_of_a_failed_job_after_confirming_ends_with_its_video_on_the_page(cloud, outcomes, vertex, tab, tmp_path,
                                                                                 shots) -> None:
     from catalog.model import load_catalog
-    from functions import memory
+    from functions import budget
 
     vertex(mode="quota")
-    memory.record_spend("earlier-jobs", load_catalog().budget.daily_usd)  # today's budget is spent: the VM is refused
+    budget.record_spend("earlier-jobs", load_catalog().budget.daily_usd)  # today's budget is spent: the VM is refused
     try:
         job_id = _submit(cloud, _job_dir(tmp_path, "dash-retry"))
         failed = outcomes.wait(job_id)
         assert failed["status"] == "failed" and failed["reason"].startswith("daily budget"), failed
     finally:
-        memory.release_spend("earlier-jobs")
+        budget.release_spend("earlier-jobs")
     vertex(mode="ok")
 
     job = tab(f"/job/{job_id}", cloud.env["AVMONITOR_TOKEN"])
