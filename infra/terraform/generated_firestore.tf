@@ -123,3 +123,13 @@ resource "google_firestore_field" "jobs_result_report" {
   index_config {
   }
 }
+
+resource "google_firestore_field" "spend_launches" {
+  # spend.launches: not indexed (no single-field index).
+  project    = var.project
+  database   = google_firestore_database.main.name
+  collection = "spend"
+  field      = "launches"
+  index_config {
+  }
+}
