@@ -160,6 +160,9 @@ QUERIES = (
 # Fields never queried, exempt from Firestore's automatic single-field indexes
 # (each indexed value costs a write and storage; a timeline can hold hundreds).
 UNINDEXED_FIELDS = ("history", "primary.previous", "fallback.tried", "fallback.previous", "fallback.why", "result.report")
+# Other collections' fields likewise: the budget shards' reservation maps (functions/budget.py), one
+# index entry per reservation key otherwise.
+UNINDEXED_ELSEWHERE = (("spend", "launches"),)
 TTL_FIELD = "expire_at"
 
 
@@ -178,6 +181,7 @@ def index_config(collection: str = JOBS) -> dict[str, Any]:
         "fieldOverrides": [
             {"collectionGroup": collection, "fieldPath": TTL_FIELD, "ttl": True, "indexes": []},
             *({"collectionGroup": collection, "fieldPath": name, "indexes": []} for name in UNINDEXED_FIELDS),
+            *({"collectionGroup": group, "fieldPath": name, "indexes": []} for group, name in UNINDEXED_ELSEWHERE),
         ],
     }
 
