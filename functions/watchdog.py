@@ -150,10 +150,16 @@ def _check_primary(state: JobState) -> str | None:
 
 
 def _primary_estimate_s(state: JobState) -> float:
-    """The primary's render time on its T4 by the catalog's baseline."""
+    """How long the primary is expected to run on its machine (``catalog/primary.py``: the runtime model by
+    default), with an allowance for its container's start; by the catalog's baseline if it cannot say."""
+    from catalog.primary import primary_estimate
     from functions.fallback import catalog
 
-    return (state.video_length_s or 0.0) * catalog().baseline_s_per_s + catalog().transfer_overhead_s
+    cfg, video_s = clients.config(), state.video_length_s or 0.0
+    expected = primary_estimate(catalog(), video_s, cfg.vertex_machine_type, cfg.vertex_accelerator)
+    if expected is None:
+        return video_s * catalog().baseline_s_per_s + catalog().transfer_overhead_s
+    return expected.total_s
 
 
 # ---------------------------------------------------------------- fallback

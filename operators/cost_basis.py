@@ -23,9 +23,9 @@ import statistics
 from typing import Any
 
 from catalog.learned import LearnedSpeeds
-from catalog.machines import default_vcpus
 from catalog.model import PRICING_SPEED_FACTOR, Catalog
-from catalog.runtime_model import DEFAULT_SIZE, Estimate, estimate, load_calibration
+from catalog.primary import model_estimate, primary_estimate, vertex_gpu, vertex_model
+from catalog.runtime_model import DEFAULT_SIZE
 from catalog.select import scaled_render_s
 from functions.state import JobState
 
@@ -40,17 +40,6 @@ def vertex_price(catalog: Catalog, machine: str, accelerator: str) -> float | No
     return catalog.vertex.price_per_hour(machine, accelerator) if catalog.vertex else None
 
 
-def vertex_gpu(catalog: Catalog, accelerator: str):
-    """The catalog GPU the Vertex accelerator is (its speed factor, its NVENC), None if the catalog does not say."""
-    return catalog.gpus.get(catalog.vertex.gpu(accelerator) or "") if catalog.vertex else None
-
-
-def _model(vcpus: int | None, has_nvenc: bool, video_s: float) -> Estimate | None:
-    if vcpus is None or not video_s:
-        return None
-    return estimate(load_calibration(), video_s, vcpus=vcpus, has_nvenc=has_nvenc, size=DEFAULT_SIZE)
-
-
 def option_render_s(catalog: Catalog, name: str, video_s: float) -> float | None:
     """An option's expected render of `video_s` seconds (no boot, no transfer), as the selector plans it
     before anything is learned; None when it cannot be priced (not in the catalog, vCPUs unknown, or a
@@ -60,28 +49,17 @@ def option_render_s(catalog: Catalog, name: str, video_s: float) -> float | None
         return None
     if catalog.pricing == PRICING_SPEED_FACTOR:
         return video_s * catalog.baseline_s_per_s / spec.speed_factor if spec.speed_factor else None
-    found = _model(spec.vcpus, spec.has_nvenc, video_s)
+    found = model_estimate(spec.vcpus, spec.has_nvenc, video_s)
     return found.render_s if found else None
-
-
-def _vertex_model(catalog: Catalog, machine: str, accelerator: str, video_s: float) -> Estimate | None:
-    gpu = vertex_gpu(catalog, accelerator)
-    return _model(default_vcpus(machine), gpu.has_nvenc, video_s) if gpu else None
 
 
 def vertex_estimate_usd(state: JobState, catalog: Catalog, machine: str, accelerator: str) -> float | None:
     """What rendering the job on Vertex AI is expected to cost: its render on Vertex's machine, plus transfer."""
-    price, gpu = vertex_price(catalog, machine, accelerator), vertex_gpu(catalog, accelerator)
-    if price is None or gpu is None or not state.video_length_s:
+    price = vertex_price(catalog, machine, accelerator)
+    expected = primary_estimate(catalog, state.video_length_s or 0.0, machine, accelerator)
+    if price is None or expected is None:
         return None
-    if catalog.pricing == PRICING_SPEED_FACTOR:
-        seconds = state.video_length_s * catalog.baseline_s_per_s / gpu.speed_factor + catalog.transfer_overhead_s
-    else:
-        model = _vertex_model(catalog, machine, accelerator, state.video_length_s)
-        if model is None:
-            return None
-        seconds = model.render_s + model.transfer_s
-    return seconds / 3600 * price
+    return (expected.render_s + expected.transfer_s) / 3600 * price
 
 
 def vertex_equivalent(state: JobState, catalog: Catalog, machine: str, accelerator: str, vertex_usd: float | None,
@@ -97,8 +75,8 @@ def vertex_equivalent(state: JobState, catalog: Catalog, machine: str, accelerat
         if catalog.pricing == PRICING_SPEED_FACTOR:
             scaled, how = scaled_render_s(catalog, result.wall_s, video_s, result.gpu, theirs.name), "speed factors"
         else:  # the model's ratio, as scaled_render_s's, but to Vertex's own machine type (see the module's note)
-            ours, vertex = option_render_s(catalog, result.gpu, video_s), _vertex_model(catalog, machine, accelerator,
-                                                                                         video_s)
+            ours, vertex = option_render_s(catalog, result.gpu, video_s), vertex_model(catalog, machine, accelerator,
+                                                                                        video_s)
             if ours and vertex:
                 scaled, how = result.wall_s * vertex.render_s / ours, f"runtime model, {machine}"
     if scaled is not None:
