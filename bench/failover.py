@@ -157,6 +157,7 @@ class Results:
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
     up_s: float = 0.0
     run_s: float = 0.0
+    probe: dict[str, dict[str, Figures]] = field(default_factory=dict)  # phase -> read/commit -> figures
 
 
 def run_idle(cloud: LocalCloud, job_ids: Sequence[str], timeout_s: float) -> dict[str, float]:
@@ -235,13 +236,15 @@ def run(args: argparse.Namespace, state_dir: Path) -> Results:
         time.sleep(args.settle_s)  # let the staging bucket's finalize notifications drain first
 
         print(f"Idle: {len(idle_ids)} jobs one at a time ...", file=sys.stderr, flush=True)
-        with measure("idle") as phase:
+        with measure("idle") as phase, fc.FirestoreProbe(cloud) as probe:
             idle_published = run_idle(cloud, idle_ids, args.timeout_s)
         results.phases.append(phase)
+        results.probe["idle"] = {"read": summarize(probe.read_ms), "commit": summarize(probe.commit_ms)}
         print(f"Burst: {len(burst_ids)} jobs at {args.rate}/s ...", file=sys.stderr, flush=True)
-        with measure("burst") as phase:
+        with measure("burst") as phase, fc.FirestoreProbe(cloud) as probe:
             burst_published, results.burst_rate = run_burst(cloud, burst_ids, args.rate, args.timeout_s, args.stall_s)
         results.phases.append(phase)
+        results.probe["burst"] = {"read": summarize(probe.read_ms), "commit": summarize(probe.commit_ms)}
 
         times = collect(cloud, subscription, {**idle_published, **burst_published})
         results.idle = [t for t in times if t.job_id in idle_published]
@@ -281,7 +284,17 @@ def report(results: Results) -> dict[str, Any]:
         "phase_lines": [p.line() for p in results.phases],
         "cloud_up_s": results.up_s,
         "run_s": round(results.run_s, 1),
+        "firestore_probe_ms": results.probe,
     }
+
+
+def _probe_line(probe: dict[str, Figures] | None) -> str:
+    if not probe:
+        return "  (no Firestore probe)"
+    read, commit = probe["read"], probe["commit"]
+    return (f"  the Firestore emulator meanwhile, probed outside the product every 100 ms: one read p50 "
+            f"{_p(read, 'p50_ms'):.0f} / p99 {_p(read, 'p99_ms'):.0f} ms, one commit p50 {_p(commit, 'p50_ms'):.0f} / "
+            f"p99 {_p(commit, 'p99_ms'):.0f} ms ({read.get('n', 0)} probes)")
 
 
 def _p(figures: Figures, key: str) -> float:
@@ -295,8 +308,10 @@ def print_report(data: dict[str, Any]) -> None:
     print()
     print(format_table(f"Burst: {burst['jobs']} jobs at {burst['jobs_per_s']:.1f}/s, {burst['inserted']} VMs inserted",
                        burst["stages"]))
+    print(_probe_line(data["firestore_probe_ms"].get("burst")))
     print()
     print(format_table(f"Idle: {idle['jobs']} jobs one at a time (warm)", idle["stages"]))
+    print(_probe_line(data["firestore_probe_ms"].get("idle")))
     if cold:
         print()
         print(format_table(f"Cold: the first job ({cold['job_id']}), every function's first call", cold["stages"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -185,3 +186,36 @@ def history_times(state: dict[str, Any]) -> dict[str, float]:
     for entry in state.get("history", []):
         times.setdefault(entry["status"], parse_time(entry["at"]))
     return times
+
+
+class FirestoreProbe:
+    """While it is open, a read and a commit of documents of its own every ``every_s``, timed: what one
+    Firestore round trip costs on the emulator at that moment, measured outside the product (its
+    calls make two reads and two commits on the way to the insert)."""
+
+    def __init__(self, cloud: LocalCloud, every_s: float = 0.1) -> None:
+        self.db, self.every_s = cloud.firestore(), every_s
+        self.read_ms: list[float] = []
+        self.commit_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FirestoreProbe:
+        self.db.collection("bench-probe").document("read").set({"n": 0})
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        read, written = self.db.collection("bench-probe").document("read"), self.db.collection("bench-probe").document("commit")
+        n = 0
+        while not self._stop.wait(self.every_s):
+            began = time.perf_counter()
+            read.get()
+            self.read_ms.append((time.perf_counter() - began) * 1000)
+            began, n = time.perf_counter(), n + 1
+            written.set({"n": n})
+            self.commit_ms.append((time.perf_counter() - began) * 1000)
