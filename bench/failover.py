@@ -47,6 +47,12 @@ VM's record included: "service time" below). Cloud Functions push
 concurrently to as many instances as needed; the product's own part is what
 one call costs.
 
+Beside each phase a probe (``failover_cloud.FirestoreProbe``) reads one document and commits
+another every 100 ms, outside the product: what one Firestore round trip costs on the emulator
+at that moment. The product's calls make two reads and two commits on the way to the insert, so
+in a burst most of "product" is the emulator's answer time on a shared machine, not our code
+(whose CPU is printed too).
+
 Percentiles are nearest-rank. A stage that ends before it starts is counted as
 a clock-order violation (there should be none). The load average and the CPU
 seconds (this process and the local cloud's) are printed for each phase: the
