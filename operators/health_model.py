@@ -59,6 +59,8 @@ def _reason(error: BaseException) -> str:
     text = " ".join(str(error).split())
     if "Connection refused" in text:
         return "connection refused"
+    if "Connection reset" in text or "Stream removed" in text:  # a client whose open connection the server dropped
+        return "connection reset (the server went away)"
     if isinstance(error, (exceptions.DeadlineExceeded, requests.Timeout, TimeoutError)) or "timed out" in text:
         return "no answer before the deadline"
     return text[:200] or type(error).__name__
