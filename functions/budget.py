@@ -77,11 +77,18 @@ def _db():
 def refs(job_id: str, *, every_shard: bool = False, day: str | None = None) -> list:
     """The documents a change of ``job_id``'s reservations reads: its shard, the root, then (every_shard) the rest."""
     day, own = day or today(), shard_of(job_id)
-    spend = _db().collection(COLLECTION)
-    chosen = [spend.document(f"{day}-s{own}"), spend.document(day)]
+    chosen = [_shard(day, own), _root(day)]
     if every_shard:
-        chosen += [spend.document(f"{day}-s{k}") for k in range(SHARDS) if k != own]
+        chosen += [_shard(day, k) for k in range(SHARDS) if k != own]
     return chosen
+
+
+def _root(day: str):
+    return _db().collection(COLLECTION).document(day)
+
+
+def _shard(day: str, k: int):
+    return _db().collection(COLLECTION).document(f"{day}-s{k}")
 
 
 def reserve(docs: Sequence[Doc], job_id: str, key: str, cost_usd: float,
@@ -183,6 +190,7 @@ def release_spend(key: str) -> None:
 
 def spent_today_usd(day: str | None = None) -> float:
     """Every reservation of the day, all shards."""
-    snapshots = _db().get_all(refs("", every_shard=True, day=day))
+    day = day or today()
+    snapshots = _db().get_all([_root(day), *(_shard(day, k) for k in range(SHARDS))])
     docs = [s.to_dict() if s.exists else {} for s in snapshots]
     return float(sum(sum(doc.get("launches", {}).values()) for doc in docs))
